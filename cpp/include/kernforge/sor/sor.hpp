@@ -1,0 +1,207 @@
+// Successive over-relaxation sweeps on a CSR matrix, lexicographic order.
+//
+// With A = D + L + U, one forward sweep computes, for i = 0..n-1,
+//   s_i = b_i - sum_j a_ij x_j   (new x_j for j < i, old x_j for j >= i),   x_i += omega * s_i / a_ii,
+// i.e. x_{k+1} = (D/omega + L)^{-1} (b - (U - (1/omega - 1) D) x_k)  (Young 1950; Saad, Iterative
+// Methods for Sparse Linear Systems, 2003, eq. 4.9). A backward sweep runs i = n-1..0 with the roles
+// of L and U exchanged; a symmetric (SSOR) sweep is a forward then a backward sweep.
+//
+// Two measured choices (see papers.md section 1.2):
+//  * the diagonal position of every row is found once (SorMatrix), and each row is summed in two
+//    pieces split at the diagonal, old (upper) terms first, so the dependence on x_{i-1} comes last;
+//  * the residual of the pre-sweep iterate is fused into the sweep: with delta_j = x_j^new - x_j^old,
+//    r_i(x_old) = s_i + sum_{j<i} a_ij delta_j, which costs no second pass over A.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "kernforge/common/errors.hpp"
+#include "kernforge/common/views.hpp"
+
+namespace kf {
+namespace sor {
+
+enum class Direction { forward, backward, symmetric };
+
+inline Direction parse_direction(const std::string& s) {
+  if (s == "forward") return Direction::forward;
+  if (s == "backward") return Direction::backward;
+  if (s == "symmetric") return Direction::symmetric;
+  throw_invalid("direction must be 'forward', 'backward' or 'symmetric', got '", s, "'");
+}
+
+inline void check_omega(double omega) {
+  if (!(omega > 0.0 && omega < 2.0)) throw_domain("omega must lie in (0, 2), got ", omega);
+}
+
+// A square CSR matrix with sorted column indices, prepared for sweeps: the position of each
+// diagonal entry and the inverse diagonal. The CSR arrays are borrowed, not copied.
+template <class T, class I>
+class SorMatrix {
+ public:
+  explicit SorMatrix(CsrView<T, I> a) : a_(a) {
+    KF_REQUIRE(a.rows == a.cols, "A must be square, got shape (", a.rows, ", ", a.cols, ")");
+    KF_REQUIRE(a.rows > 0, "A must not be empty");
+    const index_t n = a.rows;
+    dptr_.resize(n);
+    inv_diag_.resize(n);
+    for (index_t i = 0; i < n; ++i) {
+      const index_t lo = a.indptr[i], hi = a.indptr[i + 1];
+      index_t p = lo;
+      while (p < hi && static_cast<index_t>(a.indices[p]) < i) ++p;
+      if (p == hi || static_cast<index_t>(a.indices[p]) != i)
+        throw_domain("A has no diagonal entry in row ", i, " (SOR needs a positive diagonal)");
+      const T d = a.data[p];
+      if (!(d > T(0))) {
+        throw_domain("A has a ", (d == T(0) ? "zero" : (d < T(0) ? "negative" : "non-finite")),
+                     " diagonal entry in row ", i, " (value ", d, "); SOR needs a positive diagonal");
+      }
+      dptr_[i] = static_cast<I>(p);
+      inv_diag_[i] = T(1) / d;
+    }
+  }
+
+  const CsrView<T, I>& csr() const { return a_; }
+  index_t size() const { return a_.rows; }
+  const I* diag_pos() const { return dptr_.data(); }
+  const T* inv_diag() const { return inv_diag_.data(); }
+
+ private:
+  CsrView<T, I> a_;
+  std::vector<I> dptr_;
+  std::vector<T> inv_diag_;
+};
+
+// One sweep in place on contiguous x. With Residual, delta (size n) receives x_new - x_old and the
+// return value is ||b - A x_old||_2^2 accumulated in double; otherwise delta is unused and 0 is
+// returned.
+template <bool Forward, bool Residual, class T, class I>
+double sweep_once(const SorMatrix<T, I>& m, T* __restrict x, const T* __restrict b, T omega,
+                  T* __restrict delta) {
+  const CsrView<T, I>& a = m.csr();
+  const I* __restrict ap = a.indptr;
+  const I* __restrict aj = a.indices;
+  const T* __restrict ax = a.data;
+  const I* __restrict dp = m.diag_pos();
+  const T* __restrict idg = m.inv_diag();
+  const index_t n = a.rows;
+  double rr = 0.0;
+  for (index_t k = 0; k < n; ++k) {
+    const index_t i = Forward ? k : n - 1 - k;
+    const index_t d = dp[i];
+    // Old values first: the upper part for a forward sweep (lower part for a backward one).
+    const index_t old_lo = Forward ? d + 1 : ap[i];
+    const index_t old_hi = Forward ? static_cast<index_t>(ap[i + 1]) : d;
+    const index_t new_lo = Forward ? ap[i] : d + 1;
+    const index_t new_hi = Forward ? d : static_cast<index_t>(ap[i + 1]);
+    T s = b[i] - ax[d] * x[i];
+    for (index_t p = old_lo; p < old_hi; ++p) s -= ax[p] * x[aj[p]];
+    if (Residual) {
+      T sn = 0, sd = 0;
+      for (index_t p = new_lo; p < new_hi; ++p) {
+        const T v = ax[p];
+        const index_t j = aj[p];
+        sn += v * x[j];
+        sd += v * delta[j];
+      }
+      s -= sn;
+      const double r = static_cast<double>(s) + static_cast<double>(sd);
+      rr += r * r;
+      const T dx = omega * s * idg[i];
+      delta[i] = dx;
+      x[i] += dx;
+    } else {
+      for (index_t p = new_lo; p < new_hi; ++p) s -= ax[p] * x[aj[p]];
+      x[i] += omega * s * idg[i];
+    }
+  }
+  return rr;
+}
+
+// `sweeps` sweeps in the given direction, in place on contiguous x.
+template <class T, class I>
+void sweep(const SorMatrix<T, I>& m, T* x, const T* b, double omega, Direction dir, int sweeps) {
+  check_omega(omega);
+  KF_REQUIRE(sweeps >= 0, "sweeps must be non-negative, got ", sweeps);
+  const T w = static_cast<T>(omega);
+  for (int s = 0; s < sweeps; ++s) {
+    if (dir != Direction::backward) sweep_once<true, false>(m, x, b, w, static_cast<T*>(nullptr));
+    if (dir != Direction::forward) sweep_once<false, false>(m, x, b, w, static_cast<T*>(nullptr));
+  }
+}
+
+// ||b - A x||_2 (double accumulation).
+template <class T, class I>
+double residual_norm(const CsrView<T, I>& a, const T* x, const T* b) {
+  double rr = 0.0;
+  for (index_t i = 0; i < a.rows; ++i) {
+    double s = b[i];
+    for (index_t p = a.indptr[i]; p < a.indptr[i + 1]; ++p)
+      s -= static_cast<double>(a.data[p]) * static_cast<double>(x[a.indices[p]]);
+    rr += s * s;
+  }
+  return std::sqrt(rr);
+}
+
+struct SolveInfo {
+  int n_iter = 0;
+  bool converged = false;
+  std::vector<double> residuals;  // ||b - A x_k|| / ||b||, k = 0..n_iter
+};
+
+// Iterate SOR (or SSOR when symmetric) from the given x until ||b - A x_k|| <= rtol ||b||.
+// The residual of x_k is known during sweep k+1 (fused); when it meets the tolerance, that sweep is
+// undone with delta, so the returned x is exactly x_k, the first iterate that meets it.
+template <class T, class I>
+SolveInfo solve(const SorMatrix<T, I>& m, T* x, const T* b, double omega, double rtol, int max_iter,
+                bool symmetric) {
+  check_omega(omega);
+  KF_REQUIRE(max_iter >= 0, "max_iter must be non-negative, got ", max_iter);
+  KF_REQUIRE(rtol >= 0.0, "rtol must be non-negative, got ", rtol);
+  const index_t n = m.size();
+  double bnorm = 0.0;
+  for (index_t i = 0; i < n; ++i) bnorm += static_cast<double>(b[i]) * static_cast<double>(b[i]);
+  bnorm = std::sqrt(bnorm);
+  SolveInfo info;
+  if (bnorm == 0.0) {
+    // The solution of A x = 0 with A nonsingular is x = 0.
+    for (index_t i = 0; i < n; ++i) x[i] = T(0);
+    info.converged = true;
+    info.residuals.push_back(0.0);
+    return info;
+  }
+  std::vector<T> delta(n, T(0));
+  const T w = static_cast<T>(omega);
+  const double target = rtol * bnorm;
+  for (int k = 0; k <= max_iter; ++k) {
+    if (k == max_iter) {
+      // No further sweep will report x_k's residual: compute it directly, once.
+      const double r = residual_norm(m.csr(), x, b);
+      info.residuals.push_back(r / bnorm);
+      info.converged = r <= target;
+      info.n_iter = k;
+      break;
+    }
+    const double r = std::sqrt(sweep_once<true, true>(m, x, b, w, delta.data()));
+    info.residuals.push_back(r / bnorm);
+    if (!std::isfinite(r)) {
+      info.n_iter = k;
+      info.converged = false;
+      break;
+    }
+    if (r <= target) {
+      for (index_t i = 0; i < n; ++i) x[i] -= delta[i];
+      info.n_iter = k;
+      info.converged = true;
+      break;
+    }
+    if (symmetric) sweep_once<false, false>(m, x, b, w, static_cast<T*>(nullptr));
+  }
+  return info;
+}
+
+}  // namespace sor
+}  // namespace kf

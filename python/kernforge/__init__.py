@@ -1,0 +1,42 @@
+"""kernforge: fast numerical kernels with a NumPy API.
+
+Areas (each a submodule): ``kf.sor`` (SOR sweeps and solvers).
+
+>>> import kernforge as kf
+>>> kf.get_num_threads() >= 1
+True
+"""
+import os as _os
+
+# A spinning OpenMP team on a shared machine can make a parallel kernel 10x slower than one thread
+# (papers.md section 1.2). Passive waiting must be chosen before the OpenMP runtime initialises;
+# a user's own setting wins.
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from . import _core  # noqa: E402
+from ._config import show_config  # noqa: E402
+from ._errors import ConvergenceWarning  # noqa: E402
+from ._threads import get_num_threads, set_num_threads, threads  # noqa: E402
+
+__version__ = _core.__version__
+
+from . import sor  # noqa: E402
+
+__all__ = [
+    "__version__",
+    "ConvergenceWarning",
+    "get_num_threads",
+    "set_num_threads",
+    "threads",
+    "show_config",
+    "sor",
+]
+
+
+def __getattr__(name):
+    # Optional integrations import their heavy dependency lazily, on first use only.
+    if name in ("torch", "dask"):
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'kernforge' has no attribute {name!r}")
