@@ -67,7 +67,8 @@ def as_array(x, name, *, dtype=None, ndim=None, shape=None, finite=True, allow_e
             raise ValueError(f"{name} must be {want}, got {arr.ndim}-D with shape {arr.shape}")
     if shape is not None:
         if len(shape) != arr.ndim or any(s is not None and s != t for s, t in zip(shape, arr.shape)):
-            want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
+            dims = ["*" if s is None else str(s) for s in shape]
+            want = "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
             raise ValueError(f"{name} must have shape {want}, got {arr.shape}")
     if not allow_empty and arr.size == 0:
         raise ValueError(f"{name} must not be empty, got shape {arr.shape}")
