@@ -26,6 +26,7 @@ PYBIND11_MODULE(_core, m) {
   m.doc() = "kernforge compiled kernels (use the kernforge package, not this module)";
   m.attr("__version__") = KF_VERSION;
 
+  kf::default_num_threads();  // capture the default before any other library changes the OpenMP ICV
   m.def("get_num_threads", &kf::get_num_threads);
   m.def("set_num_threads", &kf::set_num_threads, py::arg("n"));
   m.def("default_num_threads", &kf::default_num_threads);

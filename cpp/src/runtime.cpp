@@ -15,9 +15,15 @@ std::atomic<int> g_num_threads{0};  // 0: not set, use the default
 std::atomic<int> g_isa_cap{-1};     // -1: not set programmatically
 }  // namespace
 
+// Captured once: the OpenMP ICV is shared with other libraries in the process (PyTorch calls
+// omp_set_num_threads), so reading it later would let torch.set_num_threads change kernforge's default.
 int default_num_threads() {
 #ifdef KF_HAVE_OPENMP
-  return omp_get_max_threads();
+  static const int n = [] {
+    const int t = omp_get_max_threads();
+    return t > 0 ? t : 1;
+  }();
+  return n;
 #else
   return 1;
 #endif
