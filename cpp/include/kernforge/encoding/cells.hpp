@@ -70,13 +70,15 @@ struct GridCell {
   static constexpr int kDim = DC > 0 ? DC : kMaxDim;
   static constexpr int kVerts = 1 << kDim;
 
-  int d = DC;
-  int nv = 1 << DC;
-  T f[kDim];
+  // With a compile-time dim these are constants, so every loop below unrolls.
+  int d_;
+  T f[kDim] = {};
   std::uint32_t row[kVerts];
   T w[kVerts];
 
-  explicit GridCell(int dim) : d(DC > 0 ? DC : dim), nv(1 << (DC > 0 ? DC : dim)) {}
+  explicit GridCell(int dim) : d_(DC > 0 ? DC : dim) {}
+  int dim() const { return DC > 0 ? DC : d_; }
+  int nv() const { return DC > 0 ? (1 << DC) : (1 << d_); }
 
   // The grid interpolates in the input coordinates themselves.
   static void prepare(const Layout&, const T* x, int d, T* xs) {
@@ -84,6 +86,7 @@ struct GridCell {
   }
 
   void locate(const Level& lv, const T* xs) {
+    const int d = dim();
     std::uint32_t c[kDim];
     const T s = static_cast<T>(lv.scale);
     for (int i = 0; i < d; ++i) split_position(s * xs[i] + T(0.5), lv.res, c[i], f[i]);
@@ -103,12 +106,13 @@ struct GridCell {
       }
       n *= 2;
     }
-    for (int j = 0; j < nv; ++j) row[j] = st.row(h[j]);
+    for (int j = 0; j < nv(); ++j) row[j] = st.row(h[j]);
   }
 
   // d(loss)/d(p_i) given gv[m] = grad_out . V_m for every corner m: the weights with axis i's
   // factor replaced by its derivative (-1 for the near corner, +1 for the far one).
   void position_grad(const T* gv, T* dp) const {
+    const int d = dim();
     T wi[kVerts];
     for (int i = 0; i < d; ++i) {
       wi[0] = T(1);
@@ -123,7 +127,7 @@ struct GridCell {
         n *= 2;
       }
       T acc = T(0);
-      for (int j = 0; j < nv; ++j) acc += wi[j] * gv[j];
+      for (int j = 0; j < nv(); ++j) acc += wi[j] * gv[j];
       dp[i] = acc;
     }
   }
@@ -139,13 +143,14 @@ template <class T, int DC>
 struct SimplexCell {
   static constexpr int kDim = DC > 0 ? DC : kMaxDim;
 
-  int d = DC;
-  int nv = DC + 1;
-  int axis[kDim];  // axis[k]: the axis stepped from vertex k to vertex k + 1 (sigma(k + 1))
+  int d_;
+  int axis[kDim] = {};  // axis[k]: the axis stepped from vertex k to vertex k + 1 (sigma(k + 1))
   std::uint32_t row[kDim + 1];
   T w[kDim + 1];
 
-  explicit SimplexCell(int dim) : d(DC > 0 ? DC : dim), nv((DC > 0 ? DC : dim) + 1) {}
+  explicit SimplexCell(int dim) : d_(DC > 0 ? DC : dim) {}
+  int dim() const { return DC > 0 ? DC : d_; }
+  int nv() const { return dim() + 1; }
 
   // Skew x' = (x + F_n sum(x) 1) / nu (layout.hpp: Skew).
   static void prepare(const Layout& L, const T* x, int d, T* xs) {
@@ -156,8 +161,9 @@ struct SimplexCell {
   }
 
   void locate(const Level& lv, const T* xs) {
+    const int d = dim();
     std::uint32_t c[kDim];
-    T f[kDim];
+    T f[kDim] = {};
     const T s = static_cast<T>(lv.scale);
     for (int i = 0; i < d; ++i) split_position(s * xs[i] + T(0.5), lv.res, c[i], f[i]);
     // Insertion sort of the axes by descending fraction (stable: ties keep axis order, and a tie
@@ -185,6 +191,7 @@ struct SimplexCell {
   // Inside a simplex y = V_0 + sum_k f_sigma(k) (V_k - V_{k-1}), so d(loss)/d(p_sigma(k)) is
   // gv_k - gv_{k-1}: n differences against the grid's n 2^(n-1) terms.
   void position_grad(const T* gv, T* dp) const {
+    const int d = dim();
     for (int k = 1; k <= d; ++k) dp[axis[k - 1]] = gv[k] - gv[k - 1];
   }
 

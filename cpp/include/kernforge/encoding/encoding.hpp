@@ -54,14 +54,14 @@ inline constexpr index_t kBackwardBlock = 4096;
 template <class T, Kind K, int DC, int FC>
 void forward(const Layout& L, const T* params, const T* x, index_t n, T* out) {
   using Cell = CellOf<K, T, DC>;
-  const int d = L.dim, F = FC > 0 ? FC : L.features, LF = L.levels * F;
+  const int d = DC > 0 ? DC : L.dim, F = FC > 0 ? FC : L.features, LF = L.levels * F;
   const std::size_t work = static_cast<std::size_t>(n) * L.levels * L.vertices() * F;
   ParallelGuard guard;
 #pragma omp parallel for schedule(static) num_threads(kf::threads_for(work, 1 << 16))
   for (index_t i = 0; i < n; ++i) {
     guard.run([&] {
       Cell cell(d);
-      T xs[kMaxDim];
+      T xs[kMaxDim] = {};
       Cell::prepare(L, x + i * d, d, xs);
       T* o = out + i * LF;
       for (int l = 0; l < L.levels; ++l) {
@@ -70,7 +70,7 @@ void forward(const Layout& L, const T* params, const T* x, index_t n, T* out) {
         const T* table = params + lv.offset * F;
         T acc[FC > 0 ? FC : 64];
         for (int f = 0; f < F; ++f) acc[f] = T(0);
-        for (int k = 0; k < cell.nv; ++k) {
+        for (int k = 0; k < cell.nv(); ++k) {
           const T* v = table + static_cast<std::size_t>(cell.row[k]) * F;
           const T w = cell.w[k];
           for (int f = 0; f < F; ++f) acc[f] += w * v[f];
@@ -86,7 +86,7 @@ void forward(const Layout& L, const T* params, const T* x, index_t n, T* out) {
 template <class T, Kind K, int DC, int FC>
 void backward_params(const Layout& L, const T* x, index_t n, const T* grad_out, T* grad_params) {
   using Cell = CellOf<K, T, DC>;
-  const int d = L.dim, F = FC > 0 ? FC : L.features, LF = L.levels * F;
+  const int d = DC > 0 ? DC : L.dim, F = FC > 0 ? FC : L.features, LF = L.levels * F;
   const std::size_t work = static_cast<std::size_t>(n) * L.levels * L.vertices() * F;
   const int nt = std::min(kf::threads_for(work, 1 << 16), L.levels);
   ParallelGuard guard;
@@ -99,12 +99,12 @@ void backward_params(const Layout& L, const T* x, index_t n, const T* grad_out, 
         const Level& lv = L.lv[l];
         T* table = grad_params + lv.offset * F;
         Cell cell(d);
-        T xs[kMaxDim];
+        T xs[kMaxDim] = {};
         for (index_t i = b0; i < b1; ++i) {
           Cell::prepare(L, x + i * d, d, xs);
           cell.locate(lv, xs);
           const T* g = grad_out + i * LF + l * F;
-          for (int k = 0; k < cell.nv; ++k) {
+          for (int k = 0; k < cell.nv(); ++k) {
             T* v = table + static_cast<std::size_t>(cell.row[k]) * F;
             const T w = cell.w[k];
             for (int f = 0; f < F; ++f) v[f] += w * g[f];
@@ -119,14 +119,14 @@ void backward_params(const Layout& L, const T* x, index_t n, const T* grad_out, 
 template <class T, Kind K, int DC, int FC>
 void backward_input(const Layout& L, const T* params, const T* x, index_t n, const T* grad_out, T* grad_x) {
   using Cell = CellOf<K, T, DC>;
-  const int d = L.dim, F = FC > 0 ? FC : L.features, LF = L.levels * F;
+  const int d = DC > 0 ? DC : L.dim, F = FC > 0 ? FC : L.features, LF = L.levels * F;
   const std::size_t work = static_cast<std::size_t>(n) * L.levels * L.vertices() * (F + d);
   ParallelGuard guard;
 #pragma omp parallel for schedule(static) num_threads(kf::threads_for(work, 1 << 16))
   for (index_t i = 0; i < n; ++i) {
     guard.run([&] {
       Cell cell(d);
-      T xs[kMaxDim], gp[kMaxDim], dp[kMaxDim];
+      T xs[kMaxDim] = {}, gp[kMaxDim] = {}, dp[kMaxDim] = {};
       T gv[K == Kind::grid ? (1 << Cell::kDim) : Cell::kDim + 1];
       Cell::prepare(L, x + i * d, d, xs);
       for (int a = 0; a < d; ++a) gp[a] = T(0);
@@ -136,7 +136,7 @@ void backward_input(const Layout& L, const T* params, const T* x, index_t n, con
         cell.locate(lv, xs);
         const T* table = params + lv.offset * F;
         const T* gl = g + l * F;
-        for (int k = 0; k < cell.nv; ++k) {
+        for (int k = 0; k < cell.nv(); ++k) {
           const T* v = table + static_cast<std::size_t>(cell.row[k]) * F;
           T acc = T(0);
           for (int f = 0; f < F; ++f) acc += gl[f] * v[f];
