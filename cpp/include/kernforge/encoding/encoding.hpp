@@ -15,6 +15,7 @@
 #include <cmath>
 #include <cstdint>
 #include <type_traits>
+#include <vector>
 
 #include "kernforge/common/config.hpp"
 #include "kernforge/common/errors.hpp"
@@ -50,39 +51,64 @@ using CellOf = std::conditional_t<K == Kind::grid, GridCell<T, DC>, SimplexCell<
 // Points per block of the level-parallel backward: x and grad_out rows of a block stay in cache
 // while every level visits them.
 inline constexpr index_t kBackwardBlock = 4096;
+// Points whose cells are located (and their table rows prefetched) before any row is read: the
+// lookups of a fine level are cache misses, and issuing a batch of them at once overlaps their
+// latency instead of waiting for each in turn.
+inline constexpr int kBatch = 16;
+
+template <class T>
+inline void prefetch_rows(const T* table, const std::uint32_t* rows, int nv, int F, bool write) {
+  for (int k = 0; k < nv; ++k) {
+    const T* p = table + static_cast<std::size_t>(rows[k]) * F;
+    if (write)
+      __builtin_prefetch(p, 1, 1);
+    else
+      __builtin_prefetch(p, 0, 1);
+  }
+}
 
 template <class T, Kind K, int DC, int FC>
 void forward(const Layout& L, const T* params, const T* x, index_t n, T* out) {
   using Cell = CellOf<K, T, DC>;
   const int d = DC > 0 ? DC : L.dim, F = FC > 0 ? FC : L.features, LF = L.levels * F;
   const std::size_t work = static_cast<std::size_t>(n) * L.levels * L.vertices() * F;
+  const index_t nb = (n + kBatch - 1) / kBatch;
   ParallelGuard guard;
-#pragma omp parallel for schedule(static) num_threads(kf::threads_for(work, 1 << 16))
-  for (index_t i = 0; i < n; ++i) {
-    guard.run([&] {
-      Cell cell(d);
-      T xs[kMaxDim] = {};
-      Cell::prepare(L, x + i * d, d, xs);
-      T* o = out + i * LF;
+#pragma omp parallel num_threads(kf::threads_for(work, 1 << 16))
+  guard.run([&] {
+    std::vector<Cell> cells(kBatch, Cell(d));
+    std::vector<T> xs(static_cast<std::size_t>(kBatch) * kMaxDim);
+#pragma omp for schedule(static)
+    for (index_t b = 0; b < nb; ++b) {
+      const index_t i0 = b * kBatch;
+      const int m = static_cast<int>(std::min<index_t>(kBatch, n - i0));
+      for (int j = 0; j < m; ++j) Cell::prepare(L, x + (i0 + j) * d, d, &xs[j * kMaxDim]);
       for (int l = 0; l < L.levels; ++l) {
         const Level& lv = L.lv[l];
-        cell.locate(lv, xs);
         const T* table = params + lv.offset * F;
-        T acc[FC > 0 ? FC : 64];
-        for (int f = 0; f < F; ++f) acc[f] = T(0);
-        for (int k = 0; k < cell.nv(); ++k) {
-          const T* v = table + static_cast<std::size_t>(cell.row[k]) * F;
-          const T w = cell.w[k];
-          for (int f = 0; f < F; ++f) acc[f] += w * v[f];
+        for (int j = 0; j < m; ++j) {
+          cells[j].locate(lv, &xs[j * kMaxDim]);
+          prefetch_rows(table, cells[j].row, cells[j].nv(), F, false);
         }
-        for (int f = 0; f < F; ++f) o[l * F + f] = acc[f];
+        for (int j = 0; j < m; ++j) {
+          const Cell& cell = cells[j];
+          T acc[FC > 0 ? FC : 64];
+          for (int f = 0; f < F; ++f) acc[f] = T(0);
+          for (int k = 0; k < cell.nv(); ++k) {
+            const T* v = table + static_cast<std::size_t>(cell.row[k]) * F;
+            const T w = cell.w[k];
+            for (int f = 0; f < F; ++f) acc[f] += w * v[f];
+          }
+          T* o = out + (i0 + j) * LF + l * F;
+          for (int f = 0; f < F; ++f) o[f] = acc[f];
+        }
       }
-    });
-  }
+    }
+  });
   guard.rethrow();
 }
 
-// grad_params must be zeroed (or hold a gradient to add to) by the caller.
+// Adds to grad_params (zeroed by the caller, or holding a gradient to add to).
 template <class T, Kind K, int DC, int FC>
 void backward_params(const Layout& L, const T* x, index_t n, const T* grad_out, T* grad_params) {
   using Cell = CellOf<K, T, DC>;
@@ -91,28 +117,37 @@ void backward_params(const Layout& L, const T* x, index_t n, const T* grad_out, 
   const int nt = std::min(kf::threads_for(work, 1 << 16), L.levels);
   ParallelGuard guard;
 #pragma omp parallel num_threads(nt)
-  for (index_t b0 = 0; b0 < n; b0 += kBackwardBlock) {
-    const index_t b1 = std::min(n, b0 + kBackwardBlock);
+  guard.run([&] {
+    std::vector<Cell> cells(kBatch, Cell(d));
+    T xs[kMaxDim] = {};
+    for (index_t b0 = 0; b0 < n; b0 += kBackwardBlock) {
+      const index_t b1 = std::min(n, b0 + kBackwardBlock);
+      // Each level's rows are written by one thread, in point order: deterministic for any
+      // thread count.
 #pragma omp for schedule(dynamic, 1)
-    for (int l = 0; l < L.levels; ++l) {
-      guard.run([&] {
+      for (int l = 0; l < L.levels; ++l) {
         const Level& lv = L.lv[l];
         T* table = grad_params + lv.offset * F;
-        Cell cell(d);
-        T xs[kMaxDim] = {};
-        for (index_t i = b0; i < b1; ++i) {
-          Cell::prepare(L, x + i * d, d, xs);
-          cell.locate(lv, xs);
-          const T* g = grad_out + i * LF + l * F;
-          for (int k = 0; k < cell.nv(); ++k) {
-            T* v = table + static_cast<std::size_t>(cell.row[k]) * F;
-            const T w = cell.w[k];
-            for (int f = 0; f < F; ++f) v[f] += w * g[f];
+        for (index_t i0 = b0; i0 < b1; i0 += kBatch) {
+          const int m = static_cast<int>(std::min<index_t>(kBatch, b1 - i0));
+          for (int j = 0; j < m; ++j) {
+            Cell::prepare(L, x + (i0 + j) * d, d, xs);
+            cells[j].locate(lv, xs);
+            prefetch_rows(table, cells[j].row, cells[j].nv(), F, true);
+          }
+          for (int j = 0; j < m; ++j) {
+            const Cell& cell = cells[j];
+            const T* g = grad_out + (i0 + j) * LF + l * F;
+            for (int k = 0; k < cell.nv(); ++k) {
+              T* v = table + static_cast<std::size_t>(cell.row[k]) * F;
+              const T w = cell.w[k];
+              for (int f = 0; f < F; ++f) v[f] += w * g[f];
+            }
           }
         }
-      });
+      }
     }
-  }
+  });
   guard.rethrow();
 }
 
@@ -121,34 +156,44 @@ void backward_input(const Layout& L, const T* params, const T* x, index_t n, con
   using Cell = CellOf<K, T, DC>;
   const int d = DC > 0 ? DC : L.dim, F = FC > 0 ? FC : L.features, LF = L.levels * F;
   const std::size_t work = static_cast<std::size_t>(n) * L.levels * L.vertices() * (F + d);
+  const index_t nb = (n + kBatch - 1) / kBatch;
   ParallelGuard guard;
-#pragma omp parallel for schedule(static) num_threads(kf::threads_for(work, 1 << 16))
-  for (index_t i = 0; i < n; ++i) {
-    guard.run([&] {
-      Cell cell(d);
-      T xs[kMaxDim] = {}, gp[kMaxDim] = {}, dp[kMaxDim] = {};
-      T gv[K == Kind::grid ? (1 << Cell::kDim) : Cell::kDim + 1];
-      Cell::prepare(L, x + i * d, d, xs);
-      for (int a = 0; a < d; ++a) gp[a] = T(0);
-      const T* g = grad_out + i * LF;
+#pragma omp parallel num_threads(kf::threads_for(work, 1 << 16))
+  guard.run([&] {
+    std::vector<Cell> cells(kBatch, Cell(d));
+    std::vector<T> xs(static_cast<std::size_t>(kBatch) * kMaxDim), gp(static_cast<std::size_t>(kBatch) * kMaxDim);
+    T dp[kMaxDim] = {};
+    T gv[K == Kind::grid ? (1 << Cell::kDim) : Cell::kDim + 1];
+#pragma omp for schedule(static)
+    for (index_t b = 0; b < nb; ++b) {
+      const index_t i0 = b * kBatch;
+      const int m = static_cast<int>(std::min<index_t>(kBatch, n - i0));
+      for (int j = 0; j < m; ++j) Cell::prepare(L, x + (i0 + j) * d, d, &xs[j * kMaxDim]);
+      std::fill(gp.begin(), gp.end(), T(0));
       for (int l = 0; l < L.levels; ++l) {
         const Level& lv = L.lv[l];
-        cell.locate(lv, xs);
         const T* table = params + lv.offset * F;
-        const T* gl = g + l * F;
-        for (int k = 0; k < cell.nv(); ++k) {
-          const T* v = table + static_cast<std::size_t>(cell.row[k]) * F;
-          T acc = T(0);
-          for (int f = 0; f < F; ++f) acc += gl[f] * v[f];
-          gv[k] = acc;
-        }
-        cell.position_grad(gv, dp);
         const T s = static_cast<T>(lv.scale);
-        for (int a = 0; a < d; ++a) gp[a] += s * dp[a];
+        for (int j = 0; j < m; ++j) {
+          cells[j].locate(lv, &xs[j * kMaxDim]);
+          prefetch_rows(table, cells[j].row, cells[j].nv(), F, false);
+        }
+        for (int j = 0; j < m; ++j) {
+          const Cell& cell = cells[j];
+          const T* gl = grad_out + (i0 + j) * LF + l * F;
+          for (int k = 0; k < cell.nv(); ++k) {
+            const T* v = table + static_cast<std::size_t>(cell.row[k]) * F;
+            T acc = T(0);
+            for (int f = 0; f < F; ++f) acc += gl[f] * v[f];
+            gv[k] = acc;
+          }
+          cell.position_grad(gv, dp);
+          for (int a = 0; a < d; ++a) gp[j * kMaxDim + a] += s * dp[a];
+        }
       }
-      Cell::input_grad(L, gp, d, grad_x + i * d);
-    });
-  }
+      for (int j = 0; j < m; ++j) Cell::input_grad(L, &gp[j * kMaxDim], d, grad_x + (i0 + j) * d);
+    }
+  });
   guard.rethrow();
 }
 
