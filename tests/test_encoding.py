@@ -280,6 +280,23 @@ def test_gradients_identical_for_one_and_two_threads(kind, rng):
 
 
 # ---------------------------------------------------------------------------- the API
+def test_backward_out_accumulates_in_place(rng):
+    enc = E.SimplexHashEncoding(3, levels=3, log2_table_size=10)
+    x = rng.random((100, 3))
+    G = rng.standard_normal((100, enc.output_dim)).astype(np.float32)
+    ref = enc.backward(x, G)
+    buf = np.ones_like(enc.params)
+    res = enc.backward(x, G, out=buf)
+    assert res is buf
+    np.testing.assert_allclose(buf, ref + 1, rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="out must be"):
+        enc.backward(x, G, out=np.zeros((3, 2), np.float32))
+    with pytest.raises(ValueError, match="out must be"):
+        enc.backward(x, G, out=np.zeros(enc.params.shape))
+    with pytest.raises(ValueError, match="params_grad"):
+        enc.backward(x, G, out=buf, params_grad=False)
+
+
 def test_params_are_read_by_forward_and_writable_in_place(rng):
     enc = E.SimplexHashEncoding(2, levels=2, log2_table_size=8)
     x = rng.random((10, 2))

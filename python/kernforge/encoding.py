@@ -166,7 +166,7 @@ class _HashEncoding:
 
     __call__ = forward
 
-    def backward(self, x, grad_out, *, input_grad=False, params_grad=True, params=None):
+    def backward(self, x, grad_out, *, input_grad=False, params_grad=True, params=None, out=None):
         """Gradients of a loss through the encoding.
 
         Parameters
@@ -181,6 +181,11 @@ class _HashEncoding:
             Compute the gradient with respect to the tables (``None`` in its place if False).
         params : ndarray, optional
             Tables to use instead of ``self.params`` (only the input gradient reads them).
+        out : ndarray, optional
+            A C-contiguous array shaped like ``params`` to which the table gradient is *added* in
+            place (as PyTorch accumulates ``.grad``) and which is returned; reusing one saves
+            allocating and zeroing a table-sized array per call. By default a zeroed array is
+            allocated.
 
         Returns
         -------
@@ -192,7 +197,8 @@ class _HashEncoding:
         Raises
         ------
         ValueError
-            For a bad ``x`` (as in ``forward``) or a ``grad_out`` of the wrong shape or with NaN/inf.
+            For a bad ``x`` (as in ``forward``), a ``grad_out`` of the wrong shape or with NaN/inf,
+            or an ``out`` of the wrong shape, dtype or layout.
         """
         x = self._points(x)
         p = self._check_params(params)
@@ -200,7 +206,15 @@ class _HashEncoding:
         if g.shape != (x.shape[0], self.output_dim):
             raise ValueError(f"grad_out must have shape ({x.shape[0]}, {self.output_dim}) "
                              f"(n, levels * features_per_level), got {g.shape}")
-        gp = np.zeros_like(p) if params_grad else None
+        if out is not None:
+            if not params_grad:
+                raise ValueError("out is given but params_grad is False")
+            if (not isinstance(out, np.ndarray) or out.shape != p.shape or out.dtype != self.dtype
+                    or not out.flags.c_contiguous or not out.flags.writeable):
+                raise ValueError(f"out must be a writable C-contiguous {self.dtype} array of shape {p.shape}")
+            gp = out
+        else:
+            gp = np.zeros_like(p) if params_grad else None
         gx = np.zeros_like(x) if input_grad else None
         if x.shape[0]:
             self._layout.backward(p, x, g, gp, gx)
