@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """Fit a photograph with a hash encoding + tiny MLP: the simplex encoding against the hypercube grid.
 
-The 2-D experiment of Wen & Yang (2023), section 5.1, scaled down to a CPU: a bundled photograph
-(scikit-image's ``astronaut``, or scikit-learn's ``china.jpg`` when scikit-image is absent; no
-download) is upscaled to a few megapixels, and each encoding (L = 16 levels, F = 2, N_min = 16,
+The 2-D image-fitting experiment of Wen & Yang (2023, arXiv:2311.15439), scaled down to a CPU: a
+bundled photograph (scikit-image's ``astronaut``, or scikit-learn's ``china.jpg`` when scikit-image
+is absent; no download) is upscaled to a few megapixels, and each encoding (L = 16 levels, F = 2, N_min = 16,
 b = 1.5) feeds an MLP 32 -> 64 -> 64 -> 3 trained with Adam (lr 1e-2, betas (0.9, 0.99), eps 1e-15)
 on random pixel batches. PSNR is tracked on a fixed pixel subset; at the end the full image is
 rendered. Writes ``<out>/fit_<kind>.png`` (reconstructions) and ``<out>/psnr_curve.png``.

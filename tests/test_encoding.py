@@ -3,6 +3,8 @@ import doctest
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import kernforge as kf
 from kernforge import encoding as E
@@ -140,6 +142,20 @@ def test_forward_and_table_gradient_match_numpy_reference(kind, d, rng):
     g = rng.standard_normal(y.shape)
     np.testing.assert_allclose(enc.backward(x, g), ref_backward_params(kind, cfg, enc.params.shape, x, g),
                                rtol=1e-11, atol=1e-11)
+
+
+@settings(max_examples=40, deadline=None)
+@given(kind=st.sampled_from(KINDS), d=st.integers(1, 8), n=st.integers(0, 40), F=st.integers(1, 5),
+       order=st.sampled_from(["C", "F", "strided"]), seed=st.integers(0, 2**32 - 1))
+def test_property_any_shape_and_layout_matches_reference(kind, d, n, F, order, seed):
+    rng = np.random.default_rng(seed)
+    enc, cfg = make(kind, d, levels=2, F=F, log2T=8, base=3, b=2.5)
+    enc.params[:] = rng.uniform(-1, 1, enc.params.shape)
+    x = rng.random((n, 2 * d))[:, ::2] if order == "strided" else np.array(rng.random((n, d)), order=order)
+    y = enc.forward(x)
+    assert y.shape == (n, 2 * F)
+    np.testing.assert_allclose(y, ref_forward(kind, cfg, enc.params, np.ascontiguousarray(x)), rtol=1e-12,
+                               atol=1e-12)
 
 
 @pytest.mark.parametrize("kind", KINDS)

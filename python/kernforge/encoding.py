@@ -10,13 +10,13 @@ spatially hashed beyond), concatenate the levels' features, and share one API: `
 
 Notes
 -----
-Levels (instant-ngp's conventions [2]_, eq. (2)-(4)): level ``l`` has scale
+Levels (instant-ngp's conventions [2]_, section 3): level ``l`` has scale
 ``s_l = base_resolution * per_level_scale**l - 1`` and maps an input to the lattice position
 ``p = s_l * x' + 0.5``, where ``x' = x`` for the grid and, for the simplex encoding,
 
     x' = (x + F_n * sum(x) * 1) / nu,   F_n = (sqrt(n + 1) - 1) / n,   nu = (n + 1)**(1 / (2 n)),
 
-the skew of simplex noise ([1]_, eq. (1)) normalised to determinant 1, so that both encodings have
+the skew of simplex noise ([1]_, the coordinate transformation) normalised to determinant 1, so that both encodings have
 the same number of lattice vertices per unit volume at equal scales. (The authors' code divides by
 sqrt(3) for every dimension instead; with ``nu`` the comparison at equal table budget is fair in
 every dimension.) A vertex ``v`` of a level whose lattice does not fit the table of ``2**log2_table_size``
@@ -31,8 +31,8 @@ bitwise identical for any thread count (GPU implementations use atomics and are 
 
 References
 ----------
-.. [1] Y. Wen, X. Yang, "Efficient Encoding of Graphics Primitives with Simplex-based Structures",
-   arXiv:2311.07345, 2023.
+.. [1] Y. Wen, Y. Yang, "Efficient Encoding of Graphics Primitives with Simplex-based Structures",
+   arXiv:2311.15439, 2023.
 .. [2] T. Müller, A. Evans, C. Schied, A. Keller, "Instant Neural Graphics Primitives with a
    Multiresolution Hash Encoding", ACM Trans. Graph. 41(4), 2022.
 """
@@ -261,7 +261,7 @@ class SimplexHashEncoding(_HashEncoding):
     Notes
     -----
     Each level costs ``dim + 1`` table lookups per input instead of the grid's ``2**dim``; the
-    barycentric weights of [1]_, eq. (3), ``w_0 = 1 - f_(1)``, ``w_k = f_(k) - f_(k+1)``,
+    barycentric weights of [1]_ ``w_0 = 1 - f_(1)``, ``w_k = f_(k) - f_(k+1)``,
     ``w_n = f_(n)`` for the fractions sorted in descending order, are non-negative and sum to 1, so
     a single dense level reproduces any affine function of the vertex positions exactly. The input
     gradient (absent from the authors' code) is ``V_k - V_{k-1}`` along the k-th sorted axis,
@@ -269,8 +269,8 @@ class SimplexHashEncoding(_HashEncoding):
 
     References
     ----------
-    .. [1] Y. Wen, X. Yang, "Efficient Encoding of Graphics Primitives with Simplex-based
-       Structures", arXiv:2311.07345, 2023.
+    .. [1] Y. Wen, Y. Yang, "Efficient Encoding of Graphics Primitives with Simplex-based
+       Structures", arXiv:2311.15439, 2023.
 
     Examples
     --------
@@ -295,7 +295,7 @@ class HashGridEncoding(_HashEncoding):
     """Instant-ngp's multiresolution hash grid (Müller et al., 2022), the hypercube baseline.
 
     Same parameters, attributes and methods as :class:`SimplexHashEncoding`; each level interpolates
-    the ``2**dim`` corners of the lattice cell multilinearly ([1]_, eq. (4)).
+    the ``2**dim`` corners of the lattice cell multilinearly ([1]_, section 3).
 
     Raises
     ------

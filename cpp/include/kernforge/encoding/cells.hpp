@@ -1,9 +1,9 @@
 // The interpolation cell of one input at one level, for the two encodings:
 //  - GridCell: the 2^n corners of the hypercube around p with multilinear weights
-//    prod_i (f_i or 1 - f_i) (Müller et al. 2022, eq. (4) and Fig. 3);
-//  - SimplexCell: Wen & Yang (2023), section 3: in the skewed lattice, the Kuhn simplex that holds p
-//    is found by sorting the fractions f descending (sigma); its n + 1 vertices are v_0 = floor(p),
-//    v_k = v_{k-1} + e_sigma(k), with barycentric weights w_0 = 1 - f_(1), w_k = f_(k) - f_(k+1),
+//    prod_i (f_i or 1 - f_i) (Müller et al. 2022, section 3);
+//  - SimplexCell: Wen & Yang (2023, arXiv:2311.15439): in the skewed lattice, the Kuhn simplex
+//    that holds p is found by sorting the fractions f descending (sigma); its n + 1 vertices are
+//    v_0 = floor(p), v_k = v_{k-1} + e_sigma(k), with barycentric weights w_0 = 1 - f_(1), w_k = f_(k) - f_(k+1),
 //    w_n = f_(n) (non-negative, summing to 1; barycentric coordinates are affine-invariant, so no
 //    unskew is needed).
 // Both give the table row of every vertex (dense index or spatial hash, layout.hpp); each vertex

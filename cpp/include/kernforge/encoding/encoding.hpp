@@ -1,6 +1,6 @@
-// Forward and backward passes of the multiresolution hash encodings (hypercube grid: Müller et al.
-// 2022; simplex: Wen & Yang 2023), any dim in [1, 8] at run time, with compiled specialisations for
-// dim = 2, 3, 4 and features_per_level = 2.
+// Forward and backward passes of the multiresolution hash encodings (hypercube grid: Müller et
+// al. 2022; simplex: Wen & Yang 2023, arXiv:2311.15439), any dim in [1, 8] at run time, with
+// compiled specialisations for dim = 2, 3, 4 and features_per_level = 2.
 //
 // Layouts (all C-contiguous): x (n, dim) in [0, 1]^dim; params and grad_params (total_rows,
 // features); out and grad_out (n, levels * features), level l in columns [l F, (l + 1) F).

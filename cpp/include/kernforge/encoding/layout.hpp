@@ -1,6 +1,6 @@
 // The level structure shared by the multiresolution hash encodings: per-level scales and
 // resolutions, table sizes and offsets, and the dense / spatial-hash vertex index (Müller, Evans,
-// Schied, Keller 2022, "Instant neural graphics primitives", section 3 and eq. (4)).
+// Schied, Keller 2022, "Instant neural graphics primitives", section 3).
 //
 // Level l has scale s_l = N_min * b^l - 1; an input is mapped to lattice position p = s_l * x + 0.5
 // (the simplex encoding first skews x, see simplex.hpp). A level whose vertex lattice fits in the
