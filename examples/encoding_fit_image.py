@@ -116,6 +116,8 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, default=1 << 16)
     ap.add_argument("--log2-table-size", type=int, default=16)
     ap.add_argument("--out", default="encoding_fit_out")
+    # The MLP's small GEMMs ran ~5x slower on 2 threads than on 1 on a shared 2-core machine.
+    ap.add_argument("--torch-threads", type=int, default=1, help="threads for the MLP (torch)")
     args = ap.parse_args(argv)
 
     import matplotlib
@@ -126,11 +128,11 @@ def main(argv=None):
 
     import kernforge as kf
 
-    torch.set_num_threads(kf.get_num_threads())
+    torch.set_num_threads(args.torch_threads)
     image, name = load_image(args.megapixels)
     H, W, _ = image.shape
     print(f"image: {name}, upscaled to {W} x {H} ({H * W / 1e6:.1f} MP); {args.steps} steps of {args.batch} pixels; "
-          f"threads {kf.get_num_threads()}")
+          f"threads: encoding {kf.get_num_threads()}, MLP {args.torch_threads}")
     os.makedirs(args.out, exist_ok=True)
     results = {}
     for kind in ("simplex", "grid"):
