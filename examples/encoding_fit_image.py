@@ -128,6 +128,9 @@ def main(argv=None):
 
     import kernforge as kf
 
+    # Pin kernforge's count first: its default follows the OpenMP runtime's, which
+    # torch.set_num_threads changes too when both load the same libgomp.
+    kf.set_num_threads(kf.get_num_threads())
     torch.set_num_threads(args.torch_threads)
     image, name = load_image(args.megapixels)
     H, W, _ = image.shape
