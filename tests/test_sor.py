@@ -385,3 +385,235 @@ def test_bad_types_and_options():
     x.flags.writeable = False
     with pytest.raises(ValueError, match="writable"):
         kf.sor.sweep(A, x, np.ones(9))
+
+
+# ------------------------------------------------------------------ multicolour ordering
+def poisson3d(n):
+    T = sp.diags([-1.0, 2.0, -1.0], [-1, 0, 1], shape=(n, n))
+    I = sp.eye(n)
+    return (sp.kron(sp.kron(T, I), I) + sp.kron(sp.kron(I, T), I) + sp.kron(sp.kron(I, I), T)).tocsr()
+
+
+def check_coloring(A, colors):
+    C = sp.coo_matrix(A)
+    off = C.row != C.col
+    assert not np.any(colors[C.row[off]] == colors[C.col[off]]), "two coupled rows share a colour"
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_coloring_valid_on_random_graphs(symmetric, rng):
+    for trial in range(5):
+        A = random_dd(60, rng, density=0.08, symmetric=symmetric)
+        S = kf.sor.SOR(A, ordering="multicolor")
+        check_coloring(A, S.colors)
+        check_coloring(A.T, S.colors)  # A + A^T: nonsymmetric couplings in both directions
+        deg = np.diff(((A + A.T) != 0).tocsr().indptr) - 1
+        assert S.n_colors <= deg.max() + 1
+        assert set(np.unique(S.colors)) == set(range(S.n_colors))
+
+
+def test_red_black_on_stencils():
+    for A in (poisson2d(7), poisson2d(8), poisson3d(5)):
+        S = kf.sor.SOR(A, ordering="multicolor")
+        assert S.n_colors == 2
+        check_coloring(A, S.colors)
+
+
+def permuted(A, colors):
+    perm = np.argsort(colors, kind="stable")
+    return perm, A[perm][:, perm]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("direction", DIRECTIONS)
+def test_multicolor_sweep_is_sor_of_permuted_matrix(dtype, direction, rng):
+    A = random_dd(40, rng, density=0.1, dtype=dtype)
+    S = kf.sor.SOR(A, ordering="multicolor")
+    assert S.n_colors > 2
+    perm, P = permuted(A, S.colors)
+    b = rng.standard_normal(40).astype(dtype)
+    x0 = rng.standard_normal(40).astype(dtype)
+    x = x0.copy()
+    S.sweep(x, b, omega=1.3, direction=direction, sweeps=2)
+    ref = dense_sor(P.toarray(), b[perm], dense_sor(P.toarray(), b[perm], x0[perm], 1.3, direction), 1.3, direction)
+    out = np.empty_like(ref)
+    out[perm] = ref
+    np.testing.assert_allclose(x, out, rtol=tol(dtype) * 10, atol=tol(dtype) * 10 * np.abs(out).max())
+    # The per-call ordering override on a lexicographic object gives the same iterate.
+    y = x0.copy()
+    kf.sor.sweep(A, y, b, omega=1.3, direction=direction, sweeps=2, ordering="multicolor")
+    np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_multicolor_bitwise_identical_across_threads(symmetric, rng):
+    A = poisson2d(130)  # above the size threshold, so 2 threads really run
+    b = rng.standard_normal(A.shape[0])
+    S = kf.sor.SOR(A, ordering="multicolor")
+    out = {}
+    for nt in (1, 2):
+        with kf.threads(nt):
+            x = np.zeros(A.shape[0])
+            S.sweep(x, b, omega=1.7, direction="symmetric" if symmetric else "forward", sweeps=3)
+            res = S.solve(b, omega=1.9, rtol=1e-6, symmetric=symmetric, max_iter=300, warn=False)
+            xj = np.zeros(A.shape[0])
+            S.jacobi(xj, b, omega=0.8, sweeps=3)
+            rj = S.solve(b, omega=0.8, rtol=1e-2, max_iter=50, method="jacobi", warn=False)
+        out[nt] = (x, res, xj, rj)
+    np.testing.assert_array_equal(out[1][0], out[2][0])
+    np.testing.assert_array_equal(out[1][1].x, out[2][1].x)
+    np.testing.assert_array_equal(out[1][1].residuals, out[2][1].residuals)
+    np.testing.assert_array_equal(out[1][2], out[2][2])
+    np.testing.assert_array_equal(out[1][3].x, out[2][3].x)
+    np.testing.assert_array_equal(out[1][3].residuals, out[2][3].residuals)
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_multicolor_solve_fused_residual(symmetric, rng):
+    A = random_dd(50, rng, density=0.1)
+    b = rng.standard_normal(50)
+    S = kf.sor.SOR(A, ordering="multicolor")
+    res = S.solve(b, omega=1.1, rtol=1e-10, symmetric=symmetric)
+    assert res.converged
+    x = np.zeros(50)
+    hist = [np.linalg.norm(b)]
+    while hist[-1] > 1e-10 * np.linalg.norm(b):
+        S.sweep(x, b, omega=1.1, direction="symmetric" if symmetric else "forward")
+        hist.append(np.linalg.norm(b - A @ x))
+    assert res.n_iter == len(hist) - 1
+    np.testing.assert_allclose(res.residuals, np.array(hist) / hist[0], rtol=1e-8, atol=1e-15)
+    np.testing.assert_allclose(res.x, x, rtol=1e-12, atol=1e-14)
+    with pytest.warns(kf.ConvergenceWarning, match="multicolour SOR"):
+        capped = S.solve(b, omega=1.1, max_iter=3)
+    assert not capped.converged and capped.n_iter == 3
+    assert capped.residual == pytest.approx(np.linalg.norm(b - A @ capped.x) / np.linalg.norm(b), rel=1e-10)
+
+
+def test_multicolor_iteration_counts_close_to_lexicographic():
+    # papers.md 1.2: the orderings are different iterations with similar convergence; nearly
+    # equal counts at Young's omega on a 5-point grid.
+    N = 32
+    A = poisson2d(N)
+    b = np.ones(N * N)
+    w_star = 2 / (1 + np.sin(np.pi / (N + 1)))
+    lex = kf.sor.solve(A, b, omega=w_star)
+    mc = kf.sor.solve(A, b, omega=w_star, ordering="multicolor")
+    assert lex.converged and mc.converged
+    assert abs(lex.n_iter - mc.n_iter) <= 0.1 * lex.n_iter
+    gs_lex = kf.sor.solve(A, b, omega=1.0)
+    gs_mc = kf.sor.solve(A, b, omega=1.0, ordering="multicolor")
+    assert abs(gs_lex.n_iter - gs_mc.n_iter) <= 0.1 * gs_lex.n_iter
+    ref = spla.spsolve(A.tocsc(), b)
+    assert np.linalg.norm(mc.x - ref) <= 1e-5 * np.linalg.norm(ref)
+
+
+def test_ordering_errors():
+    with pytest.raises(ValueError, match="ordering"):
+        kf.sor.SOR(poisson2d(3), ordering="random")
+    with pytest.raises(ValueError, match="ordering"):
+        kf.sor.solve(poisson2d(3), np.ones(9), ordering="red-black")
+    with pytest.raises(ValueError, match="method"):
+        kf.sor.solve(poisson2d(3), np.ones(9), method="gmres")
+
+
+# ------------------------------------------------------------------ weighted Jacobi
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_jacobi_matches_dense_and_pyamg(dtype, rng):
+    A = random_dd(30, rng, dtype=dtype)
+    b = rng.standard_normal(30).astype(dtype)
+    x0 = rng.standard_normal(30).astype(dtype)
+    x = x0.copy()
+    kf.sor.jacobi(A, x, b, omega=0.7, sweeps=3)
+    Ad = A.toarray().astype(np.float64)
+    ref = x0.astype(np.float64)
+    for _ in range(3):
+        ref = ref + 0.7 * (b - Ad @ ref) / np.diag(Ad)
+    np.testing.assert_allclose(x, ref, rtol=tol(dtype) * 10, atol=tol(dtype) * 10)
+    relax = pytest.importorskip("pyamg.relaxation.relaxation", reason="PyAMG is a Jacobi reference")
+    y = x0.copy()
+    relax.jacobi(A, y, b, iterations=3, omega=0.7)
+    np.testing.assert_allclose(x, y, rtol=tol(dtype) * 10, atol=tol(dtype) * 10)
+
+
+def test_jacobi_solve(rng):
+    A = random_dd(40, rng)
+    b = rng.standard_normal(40)
+    res = kf.sor.solve(A, b, omega=1.0, rtol=1e-10, method="jacobi")
+    assert res.converged
+    np.testing.assert_allclose(res.x, np.linalg.solve(A.toarray(), b), rtol=1e-8)
+    assert res.residual == pytest.approx(np.linalg.norm(b - A @ res.x) / np.linalg.norm(b), rel=1e-8)
+    # Gauss-Seidel beats Jacobi on the same matrix (Stein-Rosenberg for this M-matrix-like case).
+    P = poisson2d(12)
+    gs = kf.sor.solve(P, np.ones(144), omega=1.0)
+    jac = kf.sor.solve(P, np.ones(144), omega=1.0, method="jacobi")
+    assert gs.converged and jac.converged and gs.n_iter < jac.n_iter
+    with pytest.warns(kf.ConvergenceWarning, match="Jacobi"):
+        capped = kf.sor.solve(P, np.ones(144), method="jacobi", max_iter=4)
+    assert capped.n_iter == 4 and not capped.converged
+    assert capped.residual == pytest.approx(np.linalg.norm(1 - P @ capped.x) / 12, rel=1e-10)
+    with pytest.raises(ValueError, match="omega"):
+        kf.sor.jacobi(P, np.zeros(144), np.ones(144), omega=2.0)
+
+
+# ------------------------------------------------------------------ SSOR preconditioner and SSOR-CG
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("omega", [0.5, 1.0, 1.6])
+def test_ssor_preconditioner_matches_textbook(dtype, omega, rng):
+    A = random_spd(25, rng, dtype=dtype)
+    Ad = A.toarray().astype(np.float64)
+    D = np.diag(np.diag(Ad))
+    L = np.tril(Ad, -1)
+    U = np.triu(Ad, 1)
+    M = (D + omega * L) @ np.linalg.inv(D) @ (D + omega * U) / (omega * (2 - omega))
+    r = rng.standard_normal(25).astype(dtype)
+    z = kf.sor.ssor_preconditioner(A, omega).matvec(r)
+    ref = np.linalg.solve(M, r.astype(np.float64))
+    np.testing.assert_allclose(z, ref, rtol=tol(dtype) * 100, atol=tol(dtype) * 100 * np.abs(ref).max())
+    # M^{-1} is symmetric for symmetric A.
+    op = kf.sor.ssor_preconditioner(A, omega)
+    u, v = rng.standard_normal(25), rng.standard_normal(25)
+    assert u @ op.matvec(v) == pytest.approx(v @ op.matvec(u), rel=tol(dtype) * 100)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_ssor_cg_poisson(dtype):
+    A = poisson2d(24, dtype=dtype)
+    b = np.ones(A.shape[0], dtype=dtype)
+    rtol = 1e-5 if dtype == np.float32 else 1e-10
+    res = kf.sor.ssor_cg(A, b, omega=1.6, rtol=rtol)
+    assert res.converged and res.x.dtype == dtype
+    ref = spla.spsolve(A.astype(np.float64).tocsc(), b.astype(np.float64))
+    assert np.linalg.norm(res.x - ref) <= 500 * rtol * np.linalg.norm(ref)
+    assert res.residuals.shape == (res.n_iter + 1,)
+    if dtype == np.float64:
+        # Same iteration as SciPy's CG with our preconditioner; fewer iterations than plain CG.
+        count = [0]
+        x, info = spla.cg(A, b, rtol=rtol, M=kf.sor.ssor_preconditioner(A, 1.6),
+                          callback=lambda _: count.__setitem__(0, count[0] + 1))
+        assert info == 0 and abs(count[0] - res.n_iter) <= 1
+        plain = [0]
+        spla.cg(A, b, rtol=rtol, callback=lambda _: plain.__setitem__(0, plain[0] + 1))
+        assert res.n_iter < 0.6 * plain[0]
+        np.testing.assert_allclose(res.x, x, rtol=1e-7, atol=1e-9)
+
+
+def test_ssor_cg_warm_start_and_cap(rng):
+    A = poisson2d(10)
+    b = rng.standard_normal(100)
+    x_exact = spla.spsolve(A.tocsc(), b)
+    res = kf.sor.ssor_cg(A, b, omega=1.3, x0=x_exact)
+    assert res.converged and res.n_iter == 0
+    with pytest.warns(kf.ConvergenceWarning, match="SSOR-CG"):
+        capped = kf.sor.ssor_cg(A, b, omega=1.3, max_iter=2, rtol=1e-14)
+    assert not capped.converged and capped.n_iter == 2
+
+
+def test_ssor_cg_rejects_non_spd(rng):
+    with pytest.raises(ValueError, match="not symmetric"):
+        kf.sor.ssor_cg(random_dd(10, rng), np.ones(10))
+    # Symmetric with a positive diagonal but indefinite: CG meets negative curvature.
+    Ind = sp.csr_matrix(np.array([[1.0, 2.0, 0.0], [2.0, 1.0, 0.0], [0.0, 0.0, 1.0]]))
+    with pytest.raises(ValueError, match="positive definite"):
+        kf.sor.ssor_cg(Ind, np.array([1.0, -1.0, 0.5]))
+    with pytest.raises(ValueError, match="omega"):
+        kf.sor.ssor_cg(poisson2d(3), np.ones(9), omega=2.0)

@@ -154,12 +154,13 @@ class OmegaBandit(_Learner):
             mid = 0.5 * (lo + hi)
             if mid <= lo or mid >= hi:
                 break
-            total = np.sum(4.0 / (eta * (L - mid)) ** 2)
+            total = np.sum((2.0 / (eta * (L - mid))) ** 2)  # no overflow: L - mid >= 2 / eta
             if total > 1.0:
                 hi = mid
             else:
                 lo = mid
-        p = 4.0 / (eta * (L - 0.5 * (lo + hi))) ** 2
+        # Arms with astronomically large estimates may underflow to p = 0 (never sampled).
+        p = (2.0 / (eta * (L - 0.5 * (lo + hi)))) ** 2
         return p / p.sum()
 
     def choose(self, context=None):
@@ -174,6 +175,7 @@ class OmegaBandit(_Learner):
         i = self._arm(omega)
         c = self._capped(cost)
         p = self._pending[1] if self._pending and self._pending[0] == i else self.probabilities()[i]
+        p = max(p, np.finfo(float).tiny)  # an arm played off-policy with p underflowed to 0
         self._pending = None
         self.cumulative_loss[i] += (c - 1.0) / p
         self._cost_sum += c
