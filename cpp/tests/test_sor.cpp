@@ -1,6 +1,6 @@
 // Tests of the SOR templates against a dense reference of the splitting
 // x_{k+1} = (D/omega + L)^{-1} (b - (U - (1/omega - 1) D) x_k), the Wikipedia SOR example, the
-// fused residual, and argument errors.
+// fused residual, and argument errors; multicolour sweeps, weighted Jacobi and SSOR-CG.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -9,7 +9,12 @@
 #include <stdexcept>
 #include <vector>
 
+#include "kernforge/common/config.hpp"
+#include "kernforge/common/threads.hpp"
+#include "kernforge/sor/jacobi.hpp"
+#include "kernforge/sor/multicolor.hpp"
 #include "kernforge/sor/sor.hpp"
+#include "kernforge/sor/ssor_cg.hpp"
 
 namespace {
 
@@ -258,6 +263,200 @@ TEST(Sor, Errors) {
   auto empty = cg.view();
   empty.rows = empty.cols = 0;
   EXPECT_THROW((kf::sor::SorMatrix<double, std::int32_t>(empty)), std::invalid_argument);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- multicolour, Jacobi, SSOR-CG
+namespace {
+
+Dense poisson2d(int m) {
+  const int n = m * m;
+  Dense a(n, std::vector<double>(n, 0.0));
+  for (int i = 0; i < m; ++i)
+    for (int j = 0; j < m; ++j) {
+      const int k = i * m + j;
+      a[k][k] = 4;
+      if (i > 0) a[k][k - m] = -1;
+      if (i < m - 1) a[k][k + m] = -1;
+      if (j > 0) a[k][k - 1] = -1;
+      if (j < m - 1) a[k][k + 1] = -1;
+    }
+  return a;
+}
+
+// The same matrix built directly in CSR (large grids would not fit densely).
+Csr<double, std::int32_t> poisson2d_csr(int m) {
+  Csr<double, std::int32_t> c;
+  c.n = m * m;
+  c.indptr.push_back(0);
+  for (int i = 0; i < m; ++i)
+    for (int j = 0; j < m; ++j) {
+      const int k = i * m + j;
+      auto put = [&](int col, double v) {
+        c.indices.push_back(col);
+        c.data.push_back(v);
+      };
+      if (i > 0) put(k - m, -1);
+      if (j > 0) put(k - 1, -1);
+      put(k, 4);
+      if (j < m - 1) put(k + 1, -1);
+      if (i < m - 1) put(k + m, -1);
+      c.indptr.push_back(static_cast<std::int32_t>(c.indices.size()));
+    }
+  return c;
+}
+
+TEST(Multicolor, GreedyColoringIsValidAndRedBlackOnGrids) {
+  for (unsigned seed : {1u, 2u, 3u}) {
+    const Dense a = random_dd(50, seed, false);
+    const auto c = to_csr<double, std::int32_t>(a);
+    const auto col = kf::sor::greedy_coloring(c.view());
+    for (int i = 0; i < 50; ++i)
+      for (int j = 0; j < 50; ++j)
+        if (i != j && (a[i][j] != 0 || a[j][i] != 0)) {
+          EXPECT_NE(col[i], col[j]) << i << "," << j;
+        }
+  }
+  const auto p = to_csr<double, std::int32_t>(poisson2d(9));
+  const auto col = kf::sor::greedy_coloring(p.view());
+  for (int k = 0; k < 81; ++k) EXPECT_EQ(col[k], ((k / 9) + (k % 9)) % 2);
+}
+
+TEST(Multicolor, SweepIsLexicographicSweepOfPermutedMatrix) {
+  const Dense a = random_dd(40, 21u, false);
+  const auto c = to_csr<double, std::int64_t>(a);
+  const kf::sor::SorMatrix<double, std::int64_t> m(c.view());
+  const kf::sor::MulticolorMatrix<double, std::int64_t> mc(m);
+  ASSERT_GT(mc.n_colors(), 2);
+  const auto& perm = mc.perm();
+  Dense pa(40, std::vector<double>(40, 0.0));
+  for (int i = 0; i < 40; ++i)
+    for (int j = 0; j < 40; ++j) pa[i][j] = a[perm[i]][perm[j]];
+  const auto pc = to_csr<double, std::int64_t>(pa);
+  const kf::sor::SorMatrix<double, std::int64_t> pm(pc.view());
+  std::vector<double> x(40), b(40), xp(40), bp(40);
+  for (int i = 0; i < 40; ++i) {
+    x[i] = std::sin(i + 0.5);
+    b[i] = std::cos(2.0 * i);
+  }
+  for (int k = 0; k < 40; ++k) {
+    xp[k] = x[perm[k]];
+    bp[k] = b[perm[k]];
+  }
+  for (auto dir : {kf::sor::Direction::forward, kf::sor::Direction::backward, kf::sor::Direction::symmetric}) {
+    std::vector<double> y = x, yp = xp;
+    kf::sor::multicolor_sweep(mc, y.data(), b.data(), 1.4, dir, 3);
+    kf::sor::sweep(pm, yp.data(), bp.data(), 1.4, dir, 3);
+    // Same row kernel on the same rows in the same column order: bitwise equal.
+    for (int k = 0; k < 40; ++k) EXPECT_EQ(y[perm[k]], yp[k]);
+  }
+}
+
+TEST(Multicolor, SolveBitwiseIdenticalForOneAndTwoThreads) {
+  const int mgrid = 120;  // 14400 rows: above the threshold, so two threads really share the work
+  const auto c = poisson2d_csr(mgrid);
+  const kf::sor::SorMatrix<double, std::int32_t> m(c.view());
+  const kf::sor::MulticolorMatrix<double, std::int32_t> mc(m);
+  const int n = mgrid * mgrid;
+  std::vector<double> b(n);
+  for (int i = 0; i < n; ++i) b[i] = std::sin(0.01 * i);
+  const int before = kf::get_num_threads();
+  std::vector<double> x1(n, 0.0), x2(n, 0.0);
+  kf::set_num_threads(1);
+  const auto i1 = kf::sor::multicolor_solve(mc, x1.data(), b.data(), 1.9, 1e-6, 200, true);
+  kf::set_num_threads(2);
+  EXPECT_EQ(mc.threads(), kf::have_openmp() ? 2 : 1);
+  const auto i2 = kf::sor::multicolor_solve(mc, x2.data(), b.data(), 1.9, 1e-6, 200, true);
+  kf::set_num_threads(before);
+  EXPECT_EQ(i1.n_iter, i2.n_iter);
+  EXPECT_EQ(i1.residuals, i2.residuals);
+  for (int i = 0; i < n; ++i) ASSERT_EQ(x1[i], x2[i]) << i;
+}
+
+TEST(Multicolor, FusedResidualMatchesExplicit) {
+  const Dense a = random_dd(30, 8u, true);
+  const auto c = to_csr<double, std::int32_t>(a);
+  const kf::sor::SorMatrix<double, std::int32_t> m(c.view());
+  const kf::sor::MulticolorMatrix<double, std::int32_t> mc(m);
+  std::vector<double> b(30), x(30, 0.0);
+  for (int i = 0; i < 30; ++i) b[i] = 1.0 + 0.1 * i;
+  const auto info = kf::sor::multicolor_solve(mc, x.data(), b.data(), 1.2, 1e-11, 1000, false);
+  ASSERT_TRUE(info.converged);
+  std::vector<double> y(30, 0.0);
+  double bn = 0;
+  for (double v : b) bn += v * v;
+  bn = std::sqrt(bn);
+  for (int k = 0; k <= info.n_iter; ++k) {
+    EXPECT_NEAR(info.residuals[k], resid(a, b, y) / bn, 1e-12) << k;
+    kf::sor::multicolor_sweep(mc, y.data(), b.data(), 1.2, kf::sor::Direction::forward, 1);
+  }
+}
+
+TEST(Jacobi, MatchesDenseAndSolves) {
+  const Dense a = random_dd(25, 4u, false);
+  const auto c = to_csr<float, std::int32_t>(a);
+  const kf::sor::SorMatrix<float, std::int32_t> m(c.view());
+  std::vector<float> x(25), b(25);
+  std::vector<double> ref(25), bd(25);
+  for (int i = 0; i < 25; ++i) {
+    x[i] = static_cast<float>(std::cos(i));
+    b[i] = static_cast<float>(std::sin(3.0 * i));
+    ref[i] = x[i];
+    bd[i] = b[i];
+  }
+  kf::sor::jacobi_sweep(m, x.data(), b.data(), 0.6, 3);
+  for (int s = 0; s < 3; ++s) {
+    std::vector<double> nxt(25);
+    for (int i = 0; i < 25; ++i) {
+      double r = bd[i];
+      for (int j = 0; j < 25; ++j) r -= a[i][j] * ref[j];
+      nxt[i] = ref[i] + 0.6 * r / a[i][i];
+    }
+    ref = nxt;
+  }
+  for (int i = 0; i < 25; ++i) EXPECT_NEAR(x[i], ref[i], 1e-5);
+  std::vector<float> y(25, 0.0f);
+  const auto info = kf::sor::jacobi_solve(m, y.data(), b.data(), 1.0, 1e-5, 1000);
+  ASSERT_TRUE(info.converged);
+  double bn = 0;
+  for (double v : bd) bn += v * v;
+  EXPECT_LE(resid(a, bd, std::vector<double>(y.begin(), y.end())), 1.01e-5 * std::sqrt(bn));
+  EXPECT_THROW(kf::sor::jacobi_sweep(m, x.data(), b.data(), 0.0, 1), std::domain_error);
+}
+
+TEST(SsorCg, ApplyIsTextbookPreconditionerAndCgConverges) {
+  const Dense a = random_dd(20, 13u, true);
+  const auto c = to_csr<double, std::int32_t>(a);
+  const kf::sor::SorMatrix<double, std::int32_t> m(c.view());
+  const double w = 1.3;
+  std::vector<double> r(20), z(20);
+  for (int i = 0; i < 20; ++i) r[i] = std::sin(1.0 + 2.0 * i);
+  kf::sor::ssor_apply(m, r.data(), z.data(), w);
+  // M z = (D + wL) D^{-1} (D + wU) z / (w (2 - w)) must give back r.
+  std::vector<double> u(20, 0.0), v(20, 0.0);
+  for (int i = 0; i < 20; ++i) {
+    u[i] = a[i][i] * z[i];
+    for (int j = i + 1; j < 20; ++j) u[i] += w * a[i][j] * z[j];
+  }
+  for (int i = 0; i < 20; ++i) {
+    v[i] = u[i];  // (D + wL) D^{-1} u
+    for (int j = 0; j < i; ++j) v[i] += w * a[i][j] * u[j] / a[j][j];
+    EXPECT_NEAR(v[i] / (w * (2 - w)), r[i], 1e-12);
+  }
+  std::vector<double> b(20, 1.0), x(20, 0.0);
+  const auto info = kf::sor::ssor_cg(m, x.data(), b.data(), w, 1e-12, 100);
+  ASSERT_TRUE(info.converged);
+  EXPECT_FALSE(info.breakdown);
+  EXPECT_LE(resid(a, b, x), 1e-10);
+  EXPECT_LE(info.n_iter, 20);
+  // Symmetric indefinite with a positive diagonal: CG reports the breakdown, not a wrong answer.
+  const auto ci = to_csr<double, std::int32_t>({{1, 2}, {2, 1}});
+  const kf::sor::SorMatrix<double, std::int32_t> mi(ci.view());
+  std::vector<double> bi = {1.0, -1.0}, xi(2, 0.0);
+  const auto bad = kf::sor::ssor_cg(mi, xi.data(), bi.data(), 1.0, 1e-10, 10);
+  EXPECT_TRUE(bad.breakdown);
+  EXPECT_FALSE(bad.converged);
 }
 
 }  // namespace
