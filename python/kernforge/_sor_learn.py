@@ -431,7 +431,7 @@ class SequenceResult(Result):
 
 
 def solve_sequence(systems, learner, solver="sor", rtol=1e-8, max_iter=None, contexts=None,
-                   warm_start=None, ordering=None):
+                   warm_start=None, ordering=None, callback=None):
     """Solve a sequence of systems A_t x = b_t, choosing omega for each with a learner.
 
     Parameters
@@ -455,6 +455,10 @@ def solve_sequence(systems, learner, solver="sor", rtol=1e-8, max_iter=None, con
         "ssor_cg" (as in the paper's heat experiment), False for "sor" (the paper starts SOR from 0).
     ordering : {None, "lexicographic", "multicolor"}
         SOR ordering (solver="sor" only).
+    callback : callable, optional
+        ``callback(t, result)`` after each solve, with the :class:`SolveResult`. A generator of
+        systems that depends on earlier solutions (a time-stepping simulation) reads them here:
+        generators are lazy, so system t + 1 is built after the callback of system t.
 
     Returns
     -------
@@ -532,6 +536,8 @@ def solve_sequence(systems, learner, solver="sor", rtol=1e-8, max_iter=None, con
             else:
                 learner.update(omega, cost)
         x = res.x
+        if callback is not None:
+            callback(t, res)
         omegas.append(omega)
         iters.append(res.n_iter)
         conv.append(res.converged)
