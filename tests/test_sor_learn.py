@@ -302,3 +302,15 @@ def test_sequence_errors():
         kf.sor.solve_sequence([(L, np.ones(16))], "bandit")
     with pytest.raises(ValueError, match="b must have shape"):
         kf.sor.solve_sequence([(L, np.ones(15))], 1.2)
+
+
+def test_docstring_examples_run():
+    # Every Examples section of the area must run and print what it claims.
+    import doctest
+
+    import kernforge._sor_learn
+    import kernforge.sor
+
+    for mod in (kernforge.sor, kernforge._sor_learn):
+        failed, attempted = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE)
+        assert attempted > 0 and failed == 0, mod.__name__

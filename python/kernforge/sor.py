@@ -504,6 +504,20 @@ def solve(A, b, omega=1.0, x0=None, rtol=1e-8, max_iter=10_000, symmetric=False,
         ``x``, ``n_iter``, ``converged``, ``residuals``, ``omega``. If the cap is hit,
         ``converged`` is False and a :class:`kernforge.ConvergenceWarning` is emitted.
 
+    Raises
+    ------
+    ValueError
+        omega outside (0, 2); rtol < 0; max_iter < 0; an unknown ordering or method; a
+        missing/zero/negative diagonal, shape mismatch, NaN or inf, an empty or non-square ``A``.
+    TypeError
+        Non-numeric or complex inputs, a non-real omega.
+
+    Notes
+    -----
+    Lexicographic SOR is sequential (row i needs row i-1's new value); ``ordering="multicolor"``
+    is the parallel choice. Khodak et al. (2024) feed the iteration count of this solve (their
+    ``solvers/sor.m``, x0 = 0, rtol 1e-8, cap 10000) to the omega learners.
+
     Examples
     --------
     >>> import numpy as np, scipy.sparse as sp
