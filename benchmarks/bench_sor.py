@@ -126,8 +126,28 @@ def sweep_rows(report, quick, bw):
         del A, S
 
 
+def _blas_one_thread():
+    """OpenBLAS at one thread for the SciPy peers of the solve rows: on this shared 2-core machine a
+    2-thread OpenBLAS ddot made scipy's CG 25-50x slower (measured: 128^2 Poisson 0.35 s vs 9.9 s)."""
+    try:
+        from threadpoolctl import threadpool_limits
+
+        return threadpool_limits(1)
+    except ImportError:  # pragma: no cover - threadpoolctl is a bench extra
+        import contextlib
+
+        return contextlib.nullcontext()
+
+
 def solve_rows(report, quick):
-    sizes = [64] if quick else [64, 128, 256]
+    with _blas_one_thread():
+        _solve_rows(report, quick)
+    report.note("solve rows: SciPy peers with OpenBLAS at 1 thread (2 threads made CG 25-50x slower on the "
+                "shared machine); lexicographic SOR and SSOR-CG are sequential, multicolour uses kf threads")
+
+
+def _solve_rows(report, quick):
+    sizes = [64] if quick else [64, 128]
     for m in sizes:
         A = poisson2d(m)
         n = A.shape[0]
@@ -203,6 +223,11 @@ def _sequence_table(report, title, results, baseline, best_fixed, reference, tar
 
 
 def sequence_rows(report, quick):
+    with _blas_one_thread():
+        _sequence_rows(report, quick)
+
+
+def _sequence_rows(report, quick):
     ex = _example()
     T = 300 if quick else 2000
     for variance in ("high", "low"):

@@ -62,11 +62,14 @@ struct PySorMatrix {
     return kf::sor::residual_norm(m->csr(), xp, bp);
   }
 
+  bool is_symmetric(double tol) {
+    py::gil_scoped_release release;
+    return kf::sor::is_symmetric(m->csr(), tol);
+  }
+
   const kf::sor::MulticolorMatrix<T, I>& multicolor() {
-    if (!mc) {
-      py::gil_scoped_release release;
-      mc = std::make_unique<kf::sor::MulticolorMatrix<T, I>>(*m);
-    }
+    // Built with the GIL held: two Python threads must not race to build it.
+    if (!mc) mc = std::make_unique<kf::sor::MulticolorMatrix<T, I>>(*m);
     return *mc;
   }
 
@@ -159,6 +162,7 @@ void bind_matrix(py::module_& s, const char* name) {
            py::arg("max_iter"), py::arg("symmetric"))
       .def("residual_norm", &M::residual_norm, py::arg("x"), py::arg("b"))
       .def("coloring", &M::coloring)
+      .def("is_symmetric", &M::is_symmetric, py::arg("tol"))
       .def("mc_sweep", &M::mc_sweep, py::arg("x").noconvert(), py::arg("b"), py::arg("omega"),
            py::arg("direction"), py::arg("sweeps"))
       .def("mc_solve", &M::mc_solve, py::arg("x").noconvert(), py::arg("b"), py::arg("omega"), py::arg("rtol"),

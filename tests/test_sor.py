@@ -617,3 +617,16 @@ def test_ssor_cg_rejects_non_spd(rng):
         kf.sor.ssor_cg(Ind, np.array([1.0, -1.0, 0.5]))
     with pytest.raises(ValueError, match="omega"):
         kf.sor.ssor_cg(poisson2d(3), np.ones(9), omega=2.0)
+
+
+def test_symmetry_check(rng):
+    A = random_spd(30, rng)
+    assert kf.sor.SOR(A).is_symmetric()
+    B = A.tolil()
+    B[3, 7] += 1e-3  # breaks symmetry by a value
+    assert not kf.sor.SOR(B.tocsr()).is_symmetric()
+    C = A.tolil()
+    C[0, 29] = 0.5  # an entry whose transpose is not stored
+    C[29, 0] = 0.0
+    assert not kf.sor.SOR(C.tocsr()).is_symmetric()
+    assert kf.sor.SOR(poisson2d(6, dtype=np.float32)).is_symmetric()

@@ -460,3 +460,20 @@ TEST(SsorCg, ApplyIsTextbookPreconditionerAndCgConverges) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(Sor, SymmetryCheck) {
+  const Dense s = random_dd(20, 17u, true);
+  EXPECT_TRUE(kf::sor::is_symmetric(to_csr<double, std::int32_t>(s).view(), 1e-14));
+  Dense t = s;
+  t[2][5] += 1e-3;
+  EXPECT_FALSE(kf::sor::is_symmetric(to_csr<double, std::int32_t>(t).view(), 1e-14));
+  Dense u = s;
+  u[0][19] = 0.25;  // no stored transpose
+  u[19][0] = 0.0;
+  EXPECT_FALSE(kf::sor::is_symmetric(to_csr<double, std::int32_t>(u).view(), 1e-14));
+  EXPECT_FALSE(kf::sor::is_symmetric(to_csr<double, std::int32_t>(random_dd(20, 3u, false)).view(), 1e-14));
+}
+
+}  // namespace

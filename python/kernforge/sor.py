@@ -169,12 +169,9 @@ class SOR:
         return self.ordering if ordering is None else check_choice(ordering, "ordering", _ORDERINGS)
 
     def is_symmetric(self):
-        """Whether A equals its transpose (to a few units in the last place)."""
+        """Whether A equals its transpose (to 16 ulps of max |a_ij|); computed once, in C++."""
         if self._symmetric is None:
-            D = (self.A - self.A.T).tocsr()
-            scale = np.abs(self.A.data).max()
-            eps = np.finfo(self.dtype).eps
-            self._symmetric = bool(D.nnz == 0 or np.abs(D.data).max() <= 16 * eps * scale)
+            self._symmetric = bool(self._m.is_symmetric(16 * float(np.finfo(self.dtype).eps)))
         return self._symmetric
 
     @property

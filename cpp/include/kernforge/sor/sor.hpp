@@ -13,6 +13,7 @@
 //    r_i(x_old) = s_i + sum_{j<i} a_ij delta_j, which costs no second pass over A.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -112,6 +113,32 @@ inline double sor_row(index_t i, const I* __restrict ap, const I* __restrict aj,
     x[i] += omega * s * idg[i];
     return 0.0;
   }
+}
+
+// Whether A equals its transpose up to tol * max|a_ij| (rows must have sorted column indices):
+// each off-diagonal entry is looked up in the row of its column by binary search, O(nnz log(row
+// length)); an entry without a stored transpose must be (near) zero.
+template <class T, class I>
+bool is_symmetric(const CsrView<T, I>& a, double tol) {
+  double scale = 0.0;
+  for (index_t p = 0; p < a.nnz(); ++p) scale = std::max(scale, std::abs(static_cast<double>(a.data[p])));
+  const double lim = tol * scale;
+  for (index_t i = 0; i < a.rows; ++i) {
+    for (index_t p = a.indptr[i]; p < a.indptr[i + 1]; ++p) {
+      const index_t j = a.indices[p];
+      if (j == i) continue;
+      const I* lo = a.indices + a.indptr[j];
+      const I* hi = a.indices + a.indptr[j + 1];
+      const I* q = std::lower_bound(lo, hi, static_cast<I>(i));
+      const double v = static_cast<double>(a.data[p]);
+      if (q == hi || static_cast<index_t>(*q) != i) {
+        if (std::abs(v) > lim) return false;  // a_ij != 0 with no stored a_ji
+        continue;
+      }
+      if (std::abs(v - static_cast<double>(a.data[q - a.indices])) > lim) return false;
+    }
+  }
+  return true;
 }
 
 // One sweep in place on contiguous x. With Residual, delta (size n) receives x_new - x_old and the
