@@ -630,3 +630,30 @@ def test_symmetry_check(rng):
     C[29, 0] = 0.0
     assert not kf.sor.SOR(C.tocsr()).is_symmetric()
     assert kf.sor.SOR(poisson2d(6, dtype=np.float32)).is_symmetric()
+
+
+# ------------------------------------------------------------------ property test
+def test_sweep_property_random_shapes():
+    hyp = pytest.importorskip("hypothesis", reason="property tests use hypothesis")
+    st = pytest.importorskip("hypothesis.strategies")
+
+    @hyp.settings(max_examples=25, deadline=None)
+    @hyp.given(n=st.integers(1, 25), seed=st.integers(0, 2**31 - 1), omega=st.floats(0.05, 1.95),
+               direction=st.sampled_from(DIRECTIONS), ordering=st.sampled_from(["lexicographic", "multicolor"]),
+               dtype=st.sampled_from(DTYPES), stride=st.integers(1, 3))
+    def check(n, seed, omega, direction, ordering, dtype, stride):
+        rng = np.random.default_rng(seed)
+        A = random_dd(n, rng, density=0.3, dtype=dtype)
+        S = kf.sor.SOR(A, ordering=ordering)
+        perm = np.argsort(S.colors, kind="stable") if ordering == "multicolor" else np.arange(n)
+        b_big = rng.standard_normal(n * stride).astype(dtype)
+        b = b_big[::stride]  # strided right-hand side
+        x0 = rng.standard_normal(n).astype(dtype)
+        x = x0.copy()
+        S.sweep(x, b, omega=omega, direction=direction)
+        P = A.toarray()[np.ix_(perm, perm)]
+        ref = np.empty(n)
+        ref[perm] = dense_sor(P, b[perm], x0[perm], omega, direction)
+        np.testing.assert_allclose(x, ref, rtol=tol(dtype) * 50, atol=tol(dtype) * 50 * (1 + np.abs(ref).max()))
+
+    check()
