@@ -249,12 +249,13 @@ def plot_regret(results, reference, title, path):
 
     ref = np.cumsum(results[reference]["iterations"])
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for name, r in results.items():
+    for k, (name, r) in enumerate(results.items()):
+        color = f"C{k % 10}"  # the same colour for a policy in both panels
         c = np.cumsum(r["iterations"])
         t = np.arange(1, c.size + 1)
-        ax1.plot(t, c, label=name)
+        ax1.plot(t, c, label=name, color=color)
         if name != reference:
-            ax2.plot(t, c - ref, label=name)
+            ax2.plot(t, c - ref, label=name, color=color)
     ax1.set_xlabel("instance t")
     ax1.set_ylabel("cumulative iterations")
     ax1.set_yscale("log")
@@ -263,6 +264,7 @@ def plot_regret(results, reference, title, path):
     ax2.set_ylabel(f"regret vs {reference} (iterations)")
     ax2.set_yscale("symlog")
     ax2.axhline(0, color="k", lw=0.5)
+    ax2.legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
