@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <vector>
 
 #include "kernforge/common/config.hpp"
@@ -61,9 +62,9 @@ void jacobi_sweep(const SorMatrix<T, I>& m, T* x, const T* b, double omega, int 
   KF_REQUIRE(sweeps >= 0, "sweeps must be non-negative, got ", sweeps);
   if (sweeps == 0) return;
   const index_t n = m.size();
-  std::vector<T> y(n);
+  std::unique_ptr<T[]> y(new T[static_cast<std::size_t>(n)]);  // fully written by the first step
   const T w = static_cast<T>(omega);
-  T* bufs[2] = {x, y.data()};
+  T* bufs[2] = {x, y.get()};
 #ifdef KF_HAVE_OPENMP
 #pragma omp parallel num_threads(threads_for(static_cast<std::size_t>(m.csr().nnz() + n)))
 #endif

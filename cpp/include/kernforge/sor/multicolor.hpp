@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <memory>
 #include <numeric>
 #include <utility>
 #include <vector>
@@ -209,6 +210,12 @@ void scatter(const std::vector<index_t>& perm, const T* src, T* dst) {
 #endif
   for (index_t k = 0; k < n; ++k) dst[perm[k]] = src[k];
 }
+// An uninitialised buffer: std::vector<T>(n) would write every element once more before the
+// gather overwrites it, an extra pass over memory in a memory-bound kernel.
+template <class T>
+std::unique_ptr<T[]> buffer(index_t n) {
+  return std::unique_ptr<T[]>(new T[static_cast<std::size_t>(n)]);
+}
 inline double ordered_sum(const std::vector<double>& v) {
   double s = 0.0;
   for (double x : v) s += x;
@@ -224,19 +231,21 @@ void multicolor_sweep(const MulticolorMatrix<T, I>& m, T* x, const T* b, double 
   KF_REQUIRE(sweeps >= 0, "sweeps must be non-negative, got ", sweeps);
   if (sweeps == 0) return;
   const index_t n = m.size();
-  std::vector<T> xp(n), bp(n);
+  auto xbuf = detail::buffer<T>(n), bbuf = detail::buffer<T>(n);
+  T* xp = xbuf.get();
+  T* bp = bbuf.get();
   const T w = static_cast<T>(omega);
 #ifdef KF_HAVE_OPENMP
 #pragma omp parallel num_threads(m.threads())
 #endif
   {
-    detail::gather(m.perm(), x, xp.data());
-    detail::gather(m.perm(), b, bp.data());
+    detail::gather(m.perm(), x, xp);
+    detail::gather(m.perm(), b, bp);
     for (int s = 0; s < sweeps; ++s) {
-      if (dir != Direction::backward) m.template sweep_in_region<true, false>(xp.data(), bp.data(), w, nullptr, nullptr);
-      if (dir != Direction::forward) m.template sweep_in_region<false, false>(xp.data(), bp.data(), w, nullptr, nullptr);
+      if (dir != Direction::backward) m.template sweep_in_region<true, false>(xp, bp, w, nullptr, nullptr);
+      if (dir != Direction::forward) m.template sweep_in_region<false, false>(xp, bp, w, nullptr, nullptr);
     }
-    detail::scatter(m.perm(), xp.data(), x);
+    detail::scatter(m.perm(), xp, x);
   }
 }
 
