@@ -13,6 +13,7 @@
 //    r_i(x_old) = s_i + sum_{j<i} a_ij delta_j, which costs no second pass over A.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -75,6 +76,71 @@ class SorMatrix {
   std::vector<T> inv_diag_;
 };
 
+// Update row i of a sweep in place: s = b_i - sum_j a_ij x_j (current values), x_i += omega s / a_ii.
+// The row is summed in two pieces split at the diagonal position d, the terms not yet updated in this
+// sweep first, so that the dependence on the row just updated comes last (papers.md 1.2).
+// With Residual, delta[i] receives x_i^new - x_i^old and the return value is r_i^2, where
+// r_i = s_i + sum_{j updated earlier in this sweep} a_ij delta_j is the residual of the pre-sweep
+// iterate; otherwise delta is unused and 0 is returned. Shared by the lexicographic and the
+// multicolour sweeps (the latter is the lexicographic sweep of the colour-permuted matrix).
+template <bool Forward, bool Residual, class T, class I>
+inline double sor_row(index_t i, const I* __restrict ap, const I* __restrict aj, const T* __restrict ax,
+                      const I* __restrict dp, const T* __restrict idg, T* __restrict x,
+                      const T* __restrict b, T omega, T* __restrict delta) {
+  const index_t d = dp[i];
+  const index_t old_lo = Forward ? d + 1 : ap[i];
+  const index_t old_hi = Forward ? static_cast<index_t>(ap[i + 1]) : d;
+  const index_t new_lo = Forward ? ap[i] : d + 1;
+  const index_t new_hi = Forward ? d : static_cast<index_t>(ap[i + 1]);
+  T s = b[i] - ax[d] * x[i];
+  for (index_t p = old_lo; p < old_hi; ++p) s -= ax[p] * x[aj[p]];
+  if (Residual) {
+    T sn = 0, sd = 0;
+    for (index_t p = new_lo; p < new_hi; ++p) {
+      const T v = ax[p];
+      const index_t j = aj[p];
+      sn += v * x[j];
+      sd += v * delta[j];
+    }
+    s -= sn;
+    const double r = static_cast<double>(s) + static_cast<double>(sd);
+    const T dx = omega * s * idg[i];
+    delta[i] = dx;
+    x[i] += dx;
+    return r * r;
+  } else {
+    for (index_t p = new_lo; p < new_hi; ++p) s -= ax[p] * x[aj[p]];
+    x[i] += omega * s * idg[i];
+    return 0.0;
+  }
+}
+
+// Whether A equals its transpose up to tol * max|a_ij| (rows must have sorted column indices):
+// each off-diagonal entry is looked up in the row of its column by binary search, O(nnz log(row
+// length)); an entry without a stored transpose must be (near) zero.
+template <class T, class I>
+bool is_symmetric(const CsrView<T, I>& a, double tol) {
+  double scale = 0.0;
+  for (index_t p = 0; p < a.nnz(); ++p) scale = std::max(scale, std::abs(static_cast<double>(a.data[p])));
+  const double lim = tol * scale;
+  for (index_t i = 0; i < a.rows; ++i) {
+    for (index_t p = a.indptr[i]; p < a.indptr[i + 1]; ++p) {
+      const index_t j = a.indices[p];
+      if (j == i) continue;
+      const I* lo = a.indices + a.indptr[j];
+      const I* hi = a.indices + a.indptr[j + 1];
+      const I* q = std::lower_bound(lo, hi, static_cast<I>(i));
+      const double v = static_cast<double>(a.data[p]);
+      if (q == hi || static_cast<index_t>(*q) != i) {
+        if (std::abs(v) > lim) return false;  // a_ij != 0 with no stored a_ji
+        continue;
+      }
+      if (std::abs(v - static_cast<double>(a.data[q - a.indices])) > lim) return false;
+    }
+  }
+  return true;
+}
+
 // One sweep in place on contiguous x. With Residual, delta (size n) receives x_new - x_old and the
 // return value is ||b - A x_old||_2^2 accumulated in double; otherwise delta is unused and 0 is
 // returned.
@@ -82,41 +148,12 @@ template <bool Forward, bool Residual, class T, class I>
 double sweep_once(const SorMatrix<T, I>& m, T* __restrict x, const T* __restrict b, T omega,
                   T* __restrict delta) {
   const CsrView<T, I>& a = m.csr();
-  const I* __restrict ap = a.indptr;
-  const I* __restrict aj = a.indices;
-  const T* __restrict ax = a.data;
-  const I* __restrict dp = m.diag_pos();
-  const T* __restrict idg = m.inv_diag();
   const index_t n = a.rows;
   double rr = 0.0;
   for (index_t k = 0; k < n; ++k) {
     const index_t i = Forward ? k : n - 1 - k;
-    const index_t d = dp[i];
-    // Old values first: the upper part for a forward sweep (lower part for a backward one).
-    const index_t old_lo = Forward ? d + 1 : ap[i];
-    const index_t old_hi = Forward ? static_cast<index_t>(ap[i + 1]) : d;
-    const index_t new_lo = Forward ? ap[i] : d + 1;
-    const index_t new_hi = Forward ? d : static_cast<index_t>(ap[i + 1]);
-    T s = b[i] - ax[d] * x[i];
-    for (index_t p = old_lo; p < old_hi; ++p) s -= ax[p] * x[aj[p]];
-    if (Residual) {
-      T sn = 0, sd = 0;
-      for (index_t p = new_lo; p < new_hi; ++p) {
-        const T v = ax[p];
-        const index_t j = aj[p];
-        sn += v * x[j];
-        sd += v * delta[j];
-      }
-      s -= sn;
-      const double r = static_cast<double>(s) + static_cast<double>(sd);
-      rr += r * r;
-      const T dx = omega * s * idg[i];
-      delta[i] = dx;
-      x[i] += dx;
-    } else {
-      for (index_t p = new_lo; p < new_hi; ++p) s -= ax[p] * x[aj[p]];
-      x[i] += omega * s * idg[i];
-    }
+    rr += sor_row<Forward, Residual>(i, a.indptr, a.indices, a.data, m.diag_pos(), m.inv_diag(), x, b, omega,
+                                     delta);
   }
   return rr;
 }
