@@ -20,8 +20,7 @@ from ._threads import get_num_threads, set_num_threads, threads  # noqa: E402
 
 __version__ = _core.__version__
 
-from . import sor  # noqa: E402
-from . import encoding  # noqa: E402
+from . import encoding, sor  # noqa: E402
 
 __all__ = [
     "__version__",
@@ -30,8 +29,8 @@ __all__ = [
     "set_num_threads",
     "threads",
     "show_config",
-    "sor",
     "encoding",
+    "sor",
 ]
 
 
