@@ -449,10 +449,8 @@ def minimize_eq(fun, x0, jac, hess, cons, cons_jac, cons_hess=None, *, lambda0=N
         """xi_G = lambda_min(G G^T) and a null-space basis Z of G (cached for linear constraints)."""
         if linear and "xi" in cache:
             return cache["xi"], cache.get("Z")
-        Gd = _dense(G)
-        s = np.linalg.svd(Gd, compute_uv=False)
-        xi = float(s[-1] ** 2) if s.size == m else 0.0
-        Z = sla.null_space(Gd) if check_curvature else None
+        xi = _lambda_min_ggt(G, m)
+        Z = sla.null_space(_dense(G)) if check_curvature else None
         if linear:
             cache["xi"], cache["Z"] = xi, Z
         return xi, Z
@@ -589,6 +587,20 @@ def minimize_eq(fun, x0, jac, hess, cons, cons_jac, cons_hess=None, *, lambda0=N
         njev=prob.njev, nhev=prob.nhev, history=np.array(history), inner_iters=np.array(inner_iters, dtype=np.int64),
         step_sizes=np.array(step_sizes), eta1=float(eta1), eta2=float(eta2), hessian_modified=n_modified,
         time=time.perf_counter() - t_start)
+
+
+def _lambda_min_ggt(G, m):
+    """lambda_min(G G^T): dense SVD for small or dense G; for a large sparse G, shift-invert Lanczos
+    on the sparse G G^T (a sparse LU instead of an O(m^2 n) SVD)."""
+    if sp.issparse(G) and m > 200:
+        GGt = (G @ G.T).tocsc()
+        try:
+            val = spla.eigsh(GGt, k=1, sigma=0.0, which="LM", return_eigenvectors=False, tol=1e-6)
+            return float(max(val[0], 0.0))
+        except (RuntimeError, ValueError, spla.ArpackNoConvergence):
+            return 0.0  # a singular G G^T makes the shift-invert factorization fail
+    s = np.linalg.svd(_dense(G), compute_uv=False)
+    return float(s[-1] ** 2) if s.size == m else 0.0
 
 
 def _kkt_matrix(B, G, inner, sparse_mode):
