@@ -30,7 +30,8 @@ residual ``||grad L|| = ||(grad_x L, c)||``. One outer iteration:
    ``nu^4`` too) and the same inner run continues, warm-started, until it holds (penalties stop
    changing at ``eta1 > 1e8`` or ``eta2 < 1e-8``).
 5. Armijo backtracking ``alpha in {1, 1/2, ...}``:
-   ``M(x + alpha dx, lam + alpha dlam) <= M(x, lam) + alpha beta grad M^T z``; x and lam move
+   ``M(x + alpha dx, lam + alpha dlam) <= M(x, lam) + alpha beta grad M^T z`` (plus ``10 eps |M|`` of
+   slack for rounding, so that tolerances near machine precision stay reachable); x and lam move
    together. Near a solution the unit step is accepted and the iteration converges locally
    linearly, superlinearly with the practical rule (its forcing term goes to zero).
 6. Stop when ``||grad L|| <= tol``.
@@ -527,10 +528,13 @@ def minimize_eq(fun, x0, jac, hess, cons, cons_jac, cons_hess=None, *, lambda0=N
         sq_kkt = kkt * kkt
         k_seed = seed + k
         saturated = False
+        first = True
         while True:
-            z, steps = _inner_solve(K, r0, z, inner_rtol(), inner, sketch, block, max(inner_max_iter - spent, 0),
-                                    momentum, k_seed + spent)
-            spent += steps
+            if first or inner != "direct":  # a direct solve is exact already: only the penalties change
+                z, steps = _inner_solve(K, r0, z, inner_rtol(), inner, sketch, block,
+                                        max(inner_max_iter - spent, 0), momentum, k_seed + spent)
+                spent += steps
+                first = False
             dx, dlam = z[:n], z[n:]
             slope = (gradL + eta1 * GtC + eta2 * HgL) @ dx + (c + eta2 * GgL) @ dlam
             if slope <= -0.5 * eta2 * sq_kkt:
@@ -562,7 +566,9 @@ def minimize_eq(fun, x0, jac, hess, cons, cons_jac, cons_hess=None, *, lambda0=N
                 ft, gt, ct, Gt = prob.first_order(xt)
                 gLt = gt + Gt.T @ lt
                 merit = ft + lt @ ct + 0.5 * eta1 * (ct @ ct) + 0.5 * eta2 * (gLt @ gLt)
-                if merit <= merit0 + alpha * beta * slope:
+                # 10 eps |M| of slack: near the solution the merit changes by about ||grad L||^2, below its
+                # rounding error, and an exact Armijo test would then reject every step (IPOPT's habit).
+                if merit <= merit0 + alpha * beta * slope + 10.0 * np.finfo(float).eps * abs(merit0):
                     accepted = True
                     break
                 alpha *= 0.5
