@@ -186,7 +186,11 @@ def test_hs61_published_start_hits_the_safeguard():
     P = hs("HS61")
     with pytest.warns(ConvergenceWarning):
         res = _solve(P)
-    assert res.status == "jacobian_rank" and res.nit == 0
+    assert res.status == "jacobian_rank" and res.nit == 0 and "jac_rank_tol=0" in res.message
+    # without the stop, the least-squares step from the rank-deficient start leads to the solution
+    res = _solve(P, jac_rank_tol=0.0)
+    assert res.success
+    np.testing.assert_allclose(res.x, P.x_star, atol=1e-6)
 
 
 def test_nan_from_callbacks():

@@ -283,7 +283,7 @@ def minimize_eq(fun, x0, jac, hess, cons, cons_jac, cons_hess=None, *, lambda0=N
     cons : callable ``cons(x) -> (m,) array``
         Equality constraints, ``c(x) = 0``.
     cons_jac : callable ``cons_jac(x)``
-        Constraint Jacobian G, (m, n), dense, sparse or a LinearOperator-free array.
+        Constraint Jacobian G: an (m, n) array or sparse matrix.
     cons_hess : callable ``cons_hess(x, v)``, optional
         ``sum_i v_i * hess c_i(x)`` as in ``scipy.optimize.NonlinearConstraint`` (any of the Hessian
         types above). None means the constraints are linear (then G is constant and the safeguard and
@@ -325,7 +325,9 @@ def minimize_eq(fun, x0, jac, hess, cons, cons_jac, cons_hess=None, *, lambda0=N
     nu : float > 1, default 1.5 (paper)
         Penalty update factor.
     jac_rank_tol : float, default 1e-2 (paper)
-        Safeguard: stop when ``lambda_min(G G^T)`` falls below it.
+        Safeguard: stop when ``lambda_min(G G^T)`` falls below it. 0 disables the stop: a singular
+        KKT matrix is then handled by the inner solver (least-squares solution for "direct"), which
+        can carry the iteration past a rank-deficient start (e.g. HS61 from its published x0 = 0).
     curvature_tol : float, default 1e-6 (paper)
         Hessian modification threshold on ``lambda_min(Z^T H Z)``.
     check_curvature : bool, default True
@@ -478,7 +480,8 @@ def minimize_eq(fun, x0, jac, hess, cons, cons_jac, cons_hess=None, *, lambda0=N
         if xi_G < jac_rank_tol:
             status = "jacobian_rank"
             message = (f"lambda_min(G G^T) = {xi_G:.3g} < jac_rank_tol={jac_rank_tol:g} at iteration {k}: the "
-                       "constraints are inconsistent, redundant or degenerate here (no Newton step exists)")
+                       "constraints are inconsistent, redundant or degenerate here (the KKT matrix is singular); "
+                       "jac_rank_tol=0 continues with the inner solver's least-squares steps instead")
             break
         # 2. Hessian modification
         B = H
@@ -502,7 +505,7 @@ def minimize_eq(fun, x0, jac, hess, cons, cons_jac, cons_hess=None, *, lambda0=N
             normH = _norm2(H) if normH is None else normH
             normB = _norm2(B)
             normG = _norm2(G)
-            Psi = 20.0 * max(normB ** 2, 1.0) / (min(xi_G, 1.0) * min(xi_B, 1.0))
+            Psi = 20.0 * max(normB ** 2, 1.0) / (max(min(xi_G, 1.0), 1e-300) * min(xi_B, 1.0))
             Ups = max(normG, normH, 1.0)
             normK = normB + normG  # ||K|| <= ||B|| + ||G||, a safe (conservative) bound
 
