@@ -33,8 +33,12 @@ def kkt_ls(P, x):
     """KKT residual at x with least-squares multipliers (solver independent)."""
     g = P.jac(x)
     G = P.cons_jac(x)
-    G = G.toarray() if sp.issparse(G) else np.asarray(G)
-    lam = np.linalg.lstsq(G.T, -g, rcond=None)[0]
+    if sp.issparse(G):  # full row rank and well conditioned here: sparse normal equations
+        import scipy.sparse.linalg as spla
+
+        lam = spla.spsolve((G @ G.T).tocsc(), -(G @ g))
+    else:
+        lam = np.linalg.lstsq(np.asarray(G).T, -g, rcond=None)[0]
     return float(np.linalg.norm(np.concatenate([g + G.T @ lam, P.cons(x)])))
 
 
@@ -149,16 +153,18 @@ def run(report, quick=False):
                            peer_s=med[peer], accuracy=kkt_ls(P, out[ours].x), accuracy_label="kkt",
                            peer_kkt=kkt_ls(P, out[peer].x), newton_iters=out[ours].nit, inner_steps=out[ours].n_inner)
     # Sketching on the PDE KKT system, small grid, capped: to show why it is left out above.
-    P = poisson_control(8)
+    P = poisson_control(6)
     t, out = measure({"s": lambda: kf.optimize.minimize_eq(P.fun, P.x0, P.jac, P.hess, P.cons, P.cons_jac, P.cons_hess,
-                                                           block=32, inner_max_iter=20000, max_iter=20, tol=KKT_TOL,
+                                                           block=32, inner_max_iter=10000, max_iter=10, tol=KKT_TOL,
                                                            check_curvature=False, warn=False),
                       "d": lambda: kf.optimize.minimize_eq(P.fun, P.x0, P.jac, P.hess, P.cons, P.cons_jac, P.cons_hess,
                                                            inner="direct", tol=KKT_TOL, check_curvature=False)}, 1)
     K = sp.bmat([[P.hess(P.x0), P.extra["G"].T], [P.extra["G"], None]]).toarray()
-    report.add(f"Poisson control 8x8 (n={P.n}), inner block_rows q=32 vs exact KKT solve", ours_s=t["s"],
-               peer="kf direct", peer_s=t["d"], accuracy=out["s"].kkt_residual, accuracy_label="kkt",
-               status=out["s"].status, inner_steps=out["s"].n_inner, cond_K=float(np.linalg.cond(K)))
-    report.note("sketch-and-project contracts like 1 - 1/(kappa(K)^2 dim / q): on the PDE KKT system (kappa ~ 1e4 "
-                "already at 8x8) it cannot reach the forcing accuracy, the penalties saturate and the run stops; "
-                "use inner='direct' or 'minres' there.")
+    r = out["s"]
+    report.add(f"Poisson control 6x6 (n={P.n}), inner block_rows q=32 vs exact KKT solve", ours_s=t["s"],
+               peer="kf direct", peer_s=t["d"], accuracy=r.kkt_residual, accuracy_label="kkt",
+               status=r.status, newton_iters=r.nit, inner_steps=r.n_inner, cond_K=float(np.linalg.cond(K)))
+    report.note(f"sketch-and-project contracts like 1 - 1/(kappa(K)^2 dim / q): on the PDE KKT system (kappa(K) = "
+                f"{np.linalg.cond(K):.2g} already at 6x6) {r.nit} Newton iterations of up to 10^4 block steps end at "
+                f"KKT {r.kkt_residual:.2g} ({r.status}) where the exact solve needs 1 iteration; on the PDE use "
+                "inner='direct' (or 'minres').")

@@ -55,9 +55,7 @@ import time
 import warnings
 
 import numpy as np
-import scipy.linalg as sla
 import scipy.sparse as sp
-import scipy.sparse.linalg as spla
 
 from ._errors import ConvergenceWarning
 from ._result import Result
@@ -149,10 +147,6 @@ class _CallbackError(Exception):
         self.message = message
 
 
-def _is_matrix_like(a):
-    return sp.issparse(a) or isinstance(a, spla.LinearOperator)
-
-
 class _Problem:
     """Wraps the user callbacks: shape checks, finiteness checks naming the callback, counters."""
 
@@ -184,6 +178,7 @@ class _Problem:
         return v
 
     def _matrix(self, name, M, shape):
+        import scipy.sparse.linalg as spla
         if isinstance(M, spla.LinearOperator):
             if M.shape != shape:
                 raise ValueError(f"{name} must return a matrix of shape {shape}, got a LinearOperator of shape {M.shape}")
@@ -232,6 +227,7 @@ class _Problem:
 
 
 def _add(A, B):
+    import scipy.sparse.linalg as spla
     if isinstance(A, spla.LinearOperator) or isinstance(B, spla.LinearOperator):
         return spla.aslinearoperator(A) + spla.aslinearoperator(B)
     if sp.issparse(A) and sp.issparse(B):
@@ -244,6 +240,7 @@ def _add(A, B):
 
 
 def _dense(M, n=None):
+    import scipy.sparse.linalg as spla
     if isinstance(M, spla.LinearOperator):
         return M.matmat(np.eye(M.shape[1]))
     if sp.issparse(M):
@@ -253,6 +250,7 @@ def _dense(M, n=None):
 
 def _norm2(M):
     """||M||_2: exact for dense matrices, the upper bound sqrt(||M||_1 ||M||_inf) for sparse ones."""
+    import scipy.sparse.linalg as spla
     if isinstance(M, spla.LinearOperator):
         M = _dense(M)
     if sp.issparse(M):
@@ -388,6 +386,8 @@ def minimize_eq(fun, x0, jac, hess, cons, cons_jac, cons_hess=None, *, lambda0=N
     >>> res.success, np.round(res.x, 6).tolist()
     (True, [1.0, 1.0])
     """
+    import scipy.sparse.linalg as spla
+    import scipy.linalg as sla
     t_start = time.perf_counter()
     x = as_array(x0, "x0", dtype=np.float64, ndim=1, copy=True)
     n = x.shape[0]
@@ -450,6 +450,7 @@ def minimize_eq(fun, x0, jac, hess, cons, cons_jac, cons_hess=None, *, lambda0=N
 
     def constraint_info(G):
         """xi_G = lambda_min(G G^T) and a null-space basis Z of G (cached for linear constraints)."""
+        import scipy.linalg as sla
         if linear and "xi" in cache:
             return cache["xi"], cache.get("Z")
         xi = _lambda_min_ggt(G, m)
@@ -601,6 +602,7 @@ def minimize_eq(fun, x0, jac, hess, cons, cons_jac, cons_hess=None, *, lambda0=N
 def _lambda_min_ggt(G, m):
     """lambda_min(G G^T): dense SVD for small or dense G; for a large sparse G, shift-invert Lanczos
     on the sparse G G^T (a sparse LU instead of an O(m^2 n) SVD)."""
+    import scipy.sparse.linalg as spla
     if sp.issparse(G) and m > 200:
         GGt = (G @ G.T).tocsc()
         try:
@@ -613,6 +615,7 @@ def _lambda_min_ggt(G, m):
 
 
 def _kkt_matrix(B, G, inner, sparse_mode):
+    import scipy.sparse.linalg as spla
     n = B.shape[0]
     m = G.shape[0]
     if inner == "minres" and (isinstance(B, spla.LinearOperator)):
@@ -637,6 +640,8 @@ def _kkt_matrix(B, G, inner, sparse_mode):
 
 def _inner_solve(K, r0, z, rtol, inner, sketch, block, cap, momentum, seed):
     """Solve K z = r0 to ||K z - r0|| <= rtol ||r0||, warm-started at z. Returns (z, steps)."""
+    import scipy.sparse.linalg as spla
+    import scipy.linalg as sla
     if inner == "direct":
         if sp.issparse(K):
             return spla.spsolve(K, r0), 1

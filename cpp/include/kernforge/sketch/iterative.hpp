@@ -96,11 +96,11 @@ inline double nrm2(const std::vector<double>& v) {
   return std::sqrt(s);
 }
 
-// y = G^+ s for a small symmetric positive semidefinite G (q x q, row-major, double). Cholesky when G
+// y = G^+ s for a small symmetric positive semidefinite G (q x q, row-major, double; L is workspace). Cholesky when G
 // is safely positive definite; otherwise (a repeated or zero row in the sketch) the pseudo-inverse by
 // an eigendecomposition, which is exactly the projection sketch-and-project asks for.
-inline void gram_solve(std::vector<double>& G, std::vector<double>& s, index_t q, std::vector<double>& y) {
-  y.assign(q, 0.0);
+inline void gram_solve(const double* G, const double* s, index_t q, double* y, std::vector<double>& L) {
+  for (index_t i = 0; i < q; ++i) y[i] = 0.0;
   if (q == 1) {
     y[0] = G[0] > 0.0 ? s[0] / G[0] : 0.0;
     return;
@@ -109,7 +109,7 @@ inline void gram_solve(std::vector<double>& G, std::vector<double>& s, index_t q
   for (index_t i = 0; i < q; ++i) dmax = std::max(dmax, G[i * q + i]);
   if (!(dmax > 0.0)) return;
   const double tiny = 1e3 * static_cast<double>(q) * std::numeric_limits<double>::epsilon() * dmax;
-  std::vector<double> L(G);
+  L.assign(G, G + q * q);
   bool ok = true;
   for (index_t j = 0; j < q && ok; ++j) {
     double d = L[j * q + j];
@@ -139,11 +139,11 @@ inline void gram_solve(std::vector<double>& G, std::vector<double>& s, index_t q
     }
     return;
   }
-  Eigen::Map<Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> Gm(G.data(), q, q);
+  Eigen::Map<const Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> Gm(G, q, q);
   Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> es(Gm);
   const Eigen::VectorXd lam = es.eigenvalues();
   const double cut = 1e3 * static_cast<double>(q) * std::numeric_limits<double>::epsilon() * lam.maxCoeff();
-  Eigen::Map<Eigen::VectorXd> sv(s.data(), q);
+  Eigen::Map<const Eigen::VectorXd> sv(s, q);
   Eigen::VectorXd t = es.eigenvectors().transpose() * sv;
   for (index_t i = 0; i < q; ++i) t[i] = lam[i] > cut ? t[i] / lam[i] : 0.0;
   const Eigen::VectorXd out = es.eigenvectors() * t;
@@ -214,7 +214,7 @@ IterativeInfo sketch_and_project(const MatrixView<const T>& A, const T* b, T* x,
 
   std::vector<T> W;                 // q x n, rows of S^T A (gaussian / count)
   std::vector<T> C;                 // m x q, columns A_J (block_coords), row-major
-  std::vector<double> sk(q), y(q), G(q * q), Sr;  // sketched residual, Gram
+  std::vector<double> sk(q), y(q), G(q * q), work;  // sketched residual, Gram, Cholesky workspace
   std::vector<index_t> perm(dim), blk(q);
   std::vector<int> bucket;
   std::vector<double> sgn, Sg;
@@ -304,7 +304,7 @@ IterativeInfo sketch_and_project(const MatrixView<const T>& A, const T* b, T* x,
       }
       for (index_t a = 0; a < q; ++a)
         for (index_t c = 0; c < a; ++c) G[a * q + c] = G[c * q + a];
-      detail::gram_solve(G, sk, q, y);
+      detail::gram_solve(G.data(), sk.data(), q, y.data(), work);
       // dx = W^T y
       const int ntx = threads_for(static_cast<std::size_t>(q) * n);
 #pragma omp parallel for schedule(static) num_threads(ntx)
@@ -320,9 +320,7 @@ IterativeInfo sketch_and_project(const MatrixView<const T>& A, const T* b, T* x,
       for (index_t l = 0; l < qk; ++l) sk[l] = detail::dot(row(blk[l]), x, n) - static_cast<double>(b[blk[l]]);
       for (index_t a = 0; a < qk; ++a)
         for (index_t c = a; c < qk; ++c) G[a * qk + c] = G[c * qk + a] = detail::dot(row(blk[a]), row(blk[c]), n);
-      std::vector<double> sq(sk.begin(), sk.begin() + qk);
-      std::vector<double> Gq(G.begin(), G.begin() + qk * qk);
-      detail::gram_solve(Gq, sq, qk, y);
+      detail::gram_solve(G.data(), sk.data(), qk, y.data(), work);
       for (index_t j = 0; j < n; ++j) dx[j] = T(0);
       for (index_t l = 0; l < qk; ++l) {
         const T yl = static_cast<T>(y[l]);
@@ -348,9 +346,7 @@ IterativeInfo sketch_and_project(const MatrixView<const T>& A, const T* b, T* x,
       }
       for (index_t a = 0; a < qk; ++a)
         for (index_t c = 0; c < a; ++c) G[a * qk + c] = G[c * qk + a];
-      std::vector<double> sq(sk.begin(), sk.begin() + qk);
-      std::vector<double> Gq(G.begin(), G.begin() + qk * qk);
-      detail::gram_solve(Gq, sq, qk, y);
+      detail::gram_solve(G.data(), sk.data(), qk, y.data(), work);
     }
 
     // ---- x <- x - step + beta (x - x_prev); keep r = A x - b where tracked
