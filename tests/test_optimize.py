@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.optimize import NonlinearConstraint, minimize
 
 import kernforge as kf
@@ -269,3 +271,25 @@ def test_result_repr():
     text = repr(res)
     assert text.startswith("MinimizeEqResult(") and "kkt_residual" in text
     assert res["fun"] == res.fun and res.converged is True
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(2, 8), data=st.data(), seed=st.integers(0, 2**32 - 1),
+       inner=st.sampled_from(["sketch", "direct", "minres"]))
+def test_property_random_convex_qp(n, data, seed, inner):
+    # min 1/2 x^T Q x + q^T x s.t. A x = b: one KKT solve (numpy) is the exact answer.
+    m = data.draw(st.integers(1, n - 1))
+    rng = np.random.default_rng(seed)
+    U, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    Q = U @ np.diag(rng.uniform(0.5, 5.0, n)) @ U.T
+    q = rng.standard_normal(n)
+    A = rng.standard_normal((m, n)) + 2.0 * np.eye(m, n)
+    b = rng.standard_normal(m)
+    K = np.block([[Q, A.T], [A, np.zeros((m, m))]])
+    ref = np.linalg.solve(K, np.concatenate([-q, b]))
+    res = kf.optimize.minimize_eq(lambda x: 0.5 * x @ Q @ x + q @ x, rng.standard_normal(n), lambda x: Q @ x + q,
+                                  lambda x: Q, lambda x: A @ x - b, lambda x: A, inner=inner, tol=1e-9,
+                                  jac_rank_tol=0.0, seed=seed)
+    assert res.success, res.message
+    np.testing.assert_allclose(res.x, ref[:n], atol=1e-7 * max(1.0, np.abs(ref).max()))
+    np.testing.assert_allclose(res.multipliers, ref[n:], atol=1e-6 * max(1.0, np.abs(ref).max()))
