@@ -1,0 +1,3 @@
+from ._iterative import sketch_and_project
+
+__all__ = ["sketch_and_project"]
