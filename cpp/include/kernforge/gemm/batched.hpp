@@ -1,0 +1,153 @@
+// Batched small GEMM: C_b = alpha * A_b * B_b + beta * C_b for a stack of small matrices (the
+// strided-batch form of MKL's cblas_?gemm_batch_strided). Operands are L1-resident, so nothing is
+// packed: compile-time M x N x K kernels (libxsmm's idea without the JIT: rows blocked so that at
+// most 12 accumulators live in registers, k unrolled) for common sizes, and the general GEMM driver
+// (single-threaded per matrix) for everything else. Parallel over the batch; each matrix is
+// computed by one thread, so results do not depend on the thread count.
+//
+// Per-matrix element offsets (not a single batch stride) let the Python layer express any
+// broadcast of the batch dimensions (offset repeated = stride 0) without copying.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <map>
+#include <tuple>
+
+#include "kernforge/common/errors.hpp"
+#include "kernforge/common/threads.hpp"
+#include "kernforge/gemm/gemm.hpp"
+
+namespace kf {
+namespace gemm {
+
+template <class T>
+using SmallKernel = void (*)(const T* a, index_t rsa, index_t csa, const T* b, index_t rsb, T* c, index_t rsc,
+                             T alpha, T beta);
+
+#ifdef KF_GEMM_X86
+// RB rows x CV vectors of C, depth K; B and C rows are contiguous (column stride 1).
+#define KF_SMALL_ROWS_BODY                                                      \
+  using V = typename S::V;                                                      \
+  V acc[RB][CV];                                                                \
+  _Pragma("GCC unroll 16") for (int i = 0; i < RB; ++i)                         \
+      _Pragma("GCC unroll 8") for (int v = 0; v < CV; ++v) acc[i][v] = S::zero(); \
+  _Pragma("GCC unroll 4") for (int p = 0; p < K; ++p) {                         \
+    V bv[CV];                                                                   \
+    _Pragma("GCC unroll 8") for (int v = 0; v < CV; ++v) bv[v] = S::loadu(b + p * rsb + v * S::W); \
+    _Pragma("GCC unroll 16") for (int i = 0; i < RB; ++i) {                     \
+      const V ai = S::bcast(a + i * rsa + p * csa);                             \
+      _Pragma("GCC unroll 8") for (int v = 0; v < CV; ++v) acc[i][v] = S::fmadd(ai, bv[v], acc[i][v]); \
+    }                                                                           \
+  }                                                                             \
+  const V va = S::set1(alpha);                                                  \
+  if (beta == typename S::T(0)) {                                               \
+    _Pragma("GCC unroll 16") for (int i = 0; i < RB; ++i)                       \
+        _Pragma("GCC unroll 8") for (int v = 0; v < CV; ++v)                    \
+            S::storeu(c + i * rsc + v * S::W, S::mul(va, acc[i][v]));           \
+  } else {                                                                      \
+    const V vb = S::set1(beta);                                                 \
+    _Pragma("GCC unroll 16") for (int i = 0; i < RB; ++i)                       \
+        _Pragma("GCC unroll 8") for (int v = 0; v < CV; ++v) {                  \
+      typename S::T* cp = c + i * rsc + v * S::W;                               \
+      S::storeu(cp, S::add(S::mul(vb, S::loadu(cp)), S::mul(va, acc[i][v])));   \
+    }                                                                           \
+  }
+
+template <class S, int RB, int CV, int K>
+__attribute__((target("avx2,fma"))) inline void small_rows(const typename S::T* a, index_t rsa, index_t csa,
+                                                           const typename S::T* b, index_t rsb, typename S::T* c,
+                                                           index_t rsc, typename S::T alpha, typename S::T beta) {
+  KF_SMALL_ROWS_BODY
+}
+#undef KF_SMALL_ROWS_BODY
+
+template <class S, int M, int N, int K>
+__attribute__((target("avx2,fma"))) void small_fixed(const typename S::T* a, index_t rsa, index_t csa,
+                                                     const typename S::T* b, index_t rsb, typename S::T* c,
+                                                     index_t rsc, typename S::T alpha, typename S::T beta) {
+  constexpr int NV = N / S::W;
+  constexpr int CV = NV < 4 ? NV : 4;
+  constexpr int RB0 = 12 / CV;
+  constexpr int RB = RB0 < M ? RB0 : M;
+  constexpr int FULL = M / RB * RB;
+  constexpr int REM = M - FULL;
+  static_assert(N % S::W == 0 && NV % CV == 0, "N must be a multiple of the vector width");
+  for (int v0 = 0; v0 < NV; v0 += CV) {
+    const int j0 = v0 * S::W;
+    for (int i0 = 0; i0 < FULL; i0 += RB)
+      small_rows<S, RB, CV, K>(a + i0 * rsa, rsa, csa, b + j0, rsb, c + i0 * rsc + j0, rsc, alpha, beta);
+    if constexpr (REM > 0)
+      small_rows<S, REM, CV, K>(a + FULL * rsa, rsa, csa, b + j0, rsb, c + FULL * rsc + j0, rsc, alpha, beta);
+  }
+}
+
+template <class S, int M, int N, int K>
+void add_small(std::map<std::array<int, 3>, SmallKernel<typename S::T>>& t) {
+  if constexpr (N % S::W == 0) t[{M, N, K}] = &small_fixed<S, M, N, K>;
+}
+template <class S, int M, int N, int... Ks>
+void add_small_k(std::map<std::array<int, 3>, SmallKernel<typename S::T>>& t) {
+  (add_small<S, M, N, Ks>(t), ...);
+}
+template <class S, int M, int... Ns>
+void add_small_nk(std::map<std::array<int, 3>, SmallKernel<typename S::T>>& t) {
+  (add_small_k<S, M, Ns, 4, 8, 16, 32>(t), ...);
+}
+template <class S, int... Ms>
+void add_small_mnk(std::map<std::array<int, 3>, SmallKernel<typename S::T>>& t) {
+  (add_small_nk<S, Ms, 4, 8, 16, 32>(t), ...);
+}
+#endif
+
+// The fixed-size kernel for (m, n, k) at this ISA, or nullptr (then the general driver runs).
+template <class T>
+SmallKernel<T> small_kernel(index_t m, index_t n, index_t k, Isa isa) {
+#ifdef KF_GEMM_X86
+  static const std::map<std::array<int, 3>, SmallKernel<T>> table = [] {
+    std::map<std::array<int, 3>, SmallKernel<T>> t;
+    add_small_mnk<typename Simd<T>::Avx2, 4, 8, 16, 32>(t);
+    return t;
+  }();
+  if (isa == Isa::generic || m > 64 || n > 64 || k > 64) return nullptr;
+  auto it = table.find({static_cast<int>(m), static_cast<int>(n), static_cast<int>(k)});
+  return it == table.end() ? nullptr : it->second;
+#else
+  (void)m, (void)n, (void)k, (void)isa;
+  return nullptr;
+#endif
+}
+
+// The operands of matrix b are A + offa[b] etc. (offsets in elements; repeated offsets broadcast).
+// C's matrices must not overlap each other or A/B (checked by the caller).
+template <class T>
+void batched_gemm(index_t batch, index_t m, index_t n, index_t k, T alpha, const T* A, const std::int64_t* offa,
+                  index_t rsa, index_t csa, const T* B, const std::int64_t* offb, index_t rsb, index_t csb, T beta,
+                  T* C, const std::int64_t* offc, index_t rsc, index_t csc, bool use_fixed = true,
+                  Isa isa = active_isa()) {
+  if (batch == 0 || m == 0 || n == 0) return;
+  SmallKernel<T> fk = nullptr;
+  if (use_fixed && alpha != T(0) && k > 0) {
+    if (csb == 1 && csc == 1) fk = small_kernel<T>(m, n, k, isa);
+  }
+  const double flops = 2.0 * double(batch) * double(m) * double(n) * double(std::max<index_t>(k, 1));
+  const std::size_t work = flops > 1e18 ? std::size_t(1e18) : static_cast<std::size_t>(flops);
+  const int nt = omp_in_parallel_region() ? 1 : threads_for(work, std::size_t(1) << 20);
+  ParallelGuard guard;
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+  for (index_t b = 0; b < batch; ++b) {
+    guard.run([&] {
+      if (fk) {
+        fk(A + offa[b], rsa, csa, B + offb[b], rsb, C + offc[b], rsc, alpha, beta);
+      } else {
+        gemm<T>(m, n, k, alpha, A + offa[b], rsa, csa, B + offb[b], rsb, csb, beta, C + offc[b], rsc, csc, Tiles(),
+                1, isa);
+      }
+    });
+  }
+  guard.rethrow();
+}
+
+}  // namespace gemm
+}  // namespace kf
