@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <string>
 
+#include <Eigen/Core>
+
 #include "common.hpp"
 #include "kernforge/gemm/batched.hpp"
 #include "kernforge/gemm/gemm.hpp"
@@ -116,6 +118,22 @@ py::list kernels_t(const std::string& isa) {
   return out;
 }
 
+// Eigen's GEMM on C-contiguous arrays: a second peer for the benchmarks, compiled in the same build
+// (so with the same baseline flags: Eigen vectorises for the compile-time ISA only).
+template <class T>
+void eigen_matmul_t(py::array A, py::array B, py::array C, int nthreads) {
+  using M = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  KF_REQUIRE(A.ndim() == 2 && B.ndim() == 2 && C.ndim() == 2, "A, B, out must be 2-D");
+  const auto m = A.shape(0), k = A.shape(1), n = B.shape(1);
+  KF_REQUIRE(B.shape(0) == k && C.shape(0) == m && C.shape(1) == n, "incompatible shapes");
+  Eigen::Map<const M> a(kf::contiguous_ptr<T>(A, "A", m * k), m, k);
+  Eigen::Map<const M> b(kf::contiguous_ptr<T>(B, "B", k * n), k, n);
+  Eigen::Map<M> c(kf::contiguous_ptr<T>(C, "out", m * n, true), m, n);
+  py::gil_scoped_release release;
+  Eigen::setNbThreads(nthreads > 0 ? nthreads : kf::get_num_threads());
+  c.noalias() = a * b;
+}
+
 }  // namespace
 
 void bind_gemm(py::module_& m) {
@@ -126,6 +144,14 @@ void bind_gemm(py::module_& m) {
   g.def("batched_f64", &batched_t<double>);
   g.def("monarch_f32", &monarch_t<float>, py::arg("x"), py::arg("w1"), py::arg("w2"), py::arg("out").noconvert());
   g.def("monarch_f64", &monarch_t<double>, py::arg("x"), py::arg("w1"), py::arg("w2"), py::arg("out").noconvert());
+  g.def("eigen_matmul_f32", &eigen_matmul_t<float>, py::arg("A"), py::arg("B"), py::arg("out").noconvert(),
+        py::arg("nthreads") = 0);
+  g.def("eigen_matmul_f64", &eigen_matmul_t<double>, py::arg("A"), py::arg("B"), py::arg("out").noconvert(),
+        py::arg("nthreads") = 0);
+  g.def("fma_peak_gflops", [](const std::string& dtype, long iters) {
+    py::gil_scoped_release release;
+    return dtype == "float32" ? kf::gemm::fma_peak_gflops<float>(iters) : kf::gemm::fma_peak_gflops<double>(iters);
+  }, py::arg("dtype"), py::arg("iters") = 20000000L);
   g.def("kernels_f32", &kernels_t<float>, py::arg("isa") = "");
   g.def("kernels_f64", &kernels_t<double>, py::arg("isa") = "");
 }

@@ -101,6 +101,144 @@ void add_small_mnk(std::map<std::array<int, 3>, SmallKernel<typename S::T>>& t) 
 }
 #endif
 
+// Direct product for small matrices of any size and strides (n <= kSmallN): one row of C at a
+// time in a stack accumulator, the j loop vectorised by the compiler (AVX2+FMA in the dispatched
+// copy). No packing and no blocking: everything is L1-resident.
+constexpr index_t kSmallN = 128;
+
+#define KF_SMALL_DIRECT_BODY                                                        \
+  T acc[kSmallN];                                                                   \
+  for (index_t i = 0; i < m; ++i) {                                                 \
+    for (index_t j = 0; j < n; ++j) acc[j] = T(0);                                  \
+    for (index_t p = 0; p < k; ++p) {                                               \
+      const T a = A[i * rsa + p * csa];                                             \
+      const T* b = B + p * rsb;                                                     \
+      if (csb == 1) {                                                               \
+        for (index_t j = 0; j < n; ++j) acc[j] += a * b[j];                         \
+      } else {                                                                      \
+        for (index_t j = 0; j < n; ++j) acc[j] += a * b[j * csb];                   \
+      }                                                                             \
+    }                                                                               \
+    T* c = C + i * rsc;                                                             \
+    if (beta == T(0)) {                                                             \
+      for (index_t j = 0; j < n; ++j) c[j * csc] = alpha * acc[j];                  \
+    } else {                                                                        \
+      for (index_t j = 0; j < n; ++j) c[j * csc] = beta * c[j * csc] + alpha * acc[j]; \
+    }                                                                               \
+  }
+
+template <class T>
+void small_direct_generic(index_t m, index_t n, index_t k, T alpha, const T* A, index_t rsa, index_t csa, const T* B,
+                          index_t rsb, index_t csb, T beta, T* C, index_t rsc, index_t csc) {
+  KF_SMALL_DIRECT_BODY
+}
+#ifdef KF_GEMM_X86
+// RB rows x CV vectors with a run-time depth, B~ rows padded to whole vectors (ldb), C tile out.
+template <class S, int RB, int CV>
+__attribute__((target("avx2,fma"))) inline void rows_rt(index_t k, const typename S::T* a, index_t rsa, index_t csa,
+                                                        const typename S::T* b, index_t ldb, typename S::T* c,
+                                                        index_t ldc) {
+  using V = typename S::V;
+  V acc[RB][CV];
+#pragma GCC unroll 16
+  for (int i = 0; i < RB; ++i)
+#pragma GCC unroll 8
+    for (int v = 0; v < CV; ++v) acc[i][v] = S::zero();
+  for (index_t p = 0; p < k; ++p) {
+    V bv[CV];
+#pragma GCC unroll 8
+    for (int v = 0; v < CV; ++v) bv[v] = S::loadu(b + p * ldb + v * S::W);
+#pragma GCC unroll 16
+    for (int i = 0; i < RB; ++i) {
+      const V ai = S::bcast(a + i * rsa + p * csa);
+#pragma GCC unroll 8
+      for (int v = 0; v < CV; ++v) acc[i][v] = S::fmadd(ai, bv[v], acc[i][v]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < RB; ++i)
+#pragma GCC unroll 8
+    for (int v = 0; v < CV; ++v) S::storeu(c + i * ldc + v * S::W, acc[i][v]);
+}
+
+template <class S, int CV>
+__attribute__((target("avx2,fma"))) inline void rows_block(index_t m, index_t k, const typename S::T* a, index_t rsa,
+                                                           index_t csa, const typename S::T* b, index_t ldb,
+                                                           typename S::T* c, index_t ldc) {
+  constexpr int RB = 12 / CV;
+  index_t i = 0;
+  for (; i + RB <= m; i += RB) rows_rt<S, RB, CV>(k, a + i * rsa, rsa, csa, b, ldb, c + i * ldc, ldc);
+  switch (m - i) {  // remainder rows: 0 .. RB-1 (RB <= 12)
+    case 11: rows_rt<S, 11, CV>(k, a + i * rsa, rsa, csa, b, ldb, c + i * ldc, ldc); break;
+    case 10: rows_rt<S, 10, CV>(k, a + i * rsa, rsa, csa, b, ldb, c + i * ldc, ldc); break;
+    case 9: rows_rt<S, 9, CV>(k, a + i * rsa, rsa, csa, b, ldb, c + i * ldc, ldc); break;
+    case 8: rows_rt<S, 8, CV>(k, a + i * rsa, rsa, csa, b, ldb, c + i * ldc, ldc); break;
+    case 7: rows_rt<S, 7, CV>(k, a + i * rsa, rsa, csa, b, ldb, c + i * ldc, ldc); break;
+    case 6: rows_rt<S, 6, CV>(k, a + i * rsa, rsa, csa, b, ldb, c + i * ldc, ldc); break;
+    case 5: rows_rt<S, 5, CV>(k, a + i * rsa, rsa, csa, b, ldb, c + i * ldc, ldc); break;
+    case 4: rows_rt<S, 4, CV>(k, a + i * rsa, rsa, csa, b, ldb, c + i * ldc, ldc); break;
+    case 3: rows_rt<S, 3, CV>(k, a + i * rsa, rsa, csa, b, ldb, c + i * ldc, ldc); break;
+    case 2: rows_rt<S, 2, CV>(k, a + i * rsa, rsa, csa, b, ldb, c + i * ldc, ldc); break;
+    case 1: rows_rt<S, 1, CV>(k, a + i * rsa, rsa, csa, b, ldb, c + i * ldc, ldc); break;
+    default: break;
+  }
+}
+
+// Small product of any size (m, k <= 64, n <= kSmallN) and strides: B copied into a zero-padded
+// L1 buffer with whole-vector rows, register-blocked rows of A read in place, a C tile written
+// back with alpha and beta.
+template <class T>
+__attribute__((target("avx2,fma"))) void small_direct_avx2(index_t m, index_t n, index_t k, T alpha, const T* A,
+                                                           index_t rsa, index_t csa, const T* B, index_t rsb,
+                                                           index_t csb, T beta, T* C, index_t rsc, index_t csc) {
+  using S = typename Simd<T>::Avx2;
+  constexpr int W = S::W;
+  const index_t npad = (n + W - 1) / W * W;
+  T* bb = scratch<T, 4>(static_cast<std::size_t>(k * npad + m * npad));
+  T* ct = bb + k * npad;
+  for (index_t p = 0; p < k; ++p) {
+    const T* src = B + p * rsb;
+    T* d = bb + p * npad;
+    index_t j = 0;
+    if (csb == 1)
+      for (; j < n; ++j) d[j] = src[j];
+    else
+      for (; j < n; ++j) d[j] = src[j * csb];
+    for (; j < npad; ++j) d[j] = T(0);
+  }
+  for (index_t j0 = 0; j0 < npad; j0 += 4 * W) {
+    const index_t cv = std::min<index_t>(4, (npad - j0) / W);
+    switch (cv) {
+      case 4: rows_block<S, 4>(m, k, A, rsa, csa, bb + j0, npad, ct + j0, npad); break;
+      case 3: rows_block<S, 3>(m, k, A, rsa, csa, bb + j0, npad, ct + j0, npad); break;
+      case 2: rows_block<S, 2>(m, k, A, rsa, csa, bb + j0, npad, ct + j0, npad); break;
+      default: rows_block<S, 1>(m, k, A, rsa, csa, bb + j0, npad, ct + j0, npad); break;
+    }
+  }
+  for (index_t i = 0; i < m; ++i) {
+    T* c = C + i * rsc;
+    const T* t = ct + i * npad;
+    if (beta == T(0)) {
+      for (index_t j = 0; j < n; ++j) c[j * csc] = alpha * t[j];
+    } else {
+      for (index_t j = 0; j < n; ++j) c[j * csc] = beta * c[j * csc] + alpha * t[j];
+    }
+  }
+}
+
+#endif
+#undef KF_SMALL_DIRECT_BODY
+
+template <class T>
+void small_direct(index_t m, index_t n, index_t k, T alpha, const T* A, index_t rsa, index_t csa, const T* B,
+                  index_t rsb, index_t csb, T beta, T* C, index_t rsc, index_t csc, Isa isa) {
+#ifdef KF_GEMM_X86
+  if (isa != Isa::generic) return small_direct_avx2<T>(m, n, k, alpha, A, rsa, csa, B, rsb, csb, beta, C, rsc, csc);
+#endif
+  (void)isa;
+  small_direct_generic<T>(m, n, k, alpha, A, rsa, csa, B, rsb, csb, beta, C, rsc, csc);
+}
+
 // The fixed-size kernel for (m, n, k) at this ISA, or nullptr (then the general driver runs).
 template <class T>
 SmallKernel<T> small_kernel(index_t m, index_t n, index_t k, Isa isa) {
@@ -131,6 +269,8 @@ void batched_gemm(index_t batch, index_t m, index_t n, index_t k, T alpha, const
   if (use_fixed && alpha != T(0) && k > 0) {
     if (csb == 1 && csc == 1) fk = small_kernel<T>(m, n, k, isa);
   }
+  // alpha == 0 or k == 0 must not read A or B (BLAS): the general driver handles that case.
+  const bool direct = !fk && alpha != T(0) && k > 0 && n <= kSmallN && m <= 64 && k <= 64;
   const double flops = 2.0 * double(batch) * double(m) * double(n) * double(std::max<index_t>(k, 1));
   const std::size_t work = flops > 1e18 ? std::size_t(1e18) : static_cast<std::size_t>(flops);
   const int nt = omp_in_parallel_region() ? 1 : threads_for(work, std::size_t(1) << 20);
@@ -140,6 +280,9 @@ void batched_gemm(index_t batch, index_t m, index_t n, index_t k, T alpha, const
     guard.run([&] {
       if (fk) {
         fk(A + offa[b], rsa, csa, B + offb[b], rsb, C + offc[b], rsc, alpha, beta);
+      } else if (direct) {
+        small_direct<T>(m, n, k, alpha, A + offa[b], rsa, csa, B + offb[b], rsb, csb, beta, C + offc[b], rsc, csc,
+                        isa);
       } else {
         gemm<T>(m, n, k, alpha, A + offa[b], rsa, csa, B + offb[b], rsb, csb, beta, C + offc[b], rsc, csc, Tiles(),
                 1, isa);

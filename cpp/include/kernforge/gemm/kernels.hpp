@@ -15,6 +15,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <chrono>
 #include <vector>
 
 #include "kernforge/common/cpu.hpp"
@@ -174,6 +175,9 @@ __attribute__((target("avx512f,avx512dq,avx512vl,avx2,fma"))) void ukr_avx512(
   KF_UKR_BODY
 }
 #undef KF_UKR_BODY
+
+template <class T>
+__attribute__((target("avx2,fma"), noinline)) double fma_peak_avx2(long iters);
 #endif  // KF_GEMM_X86
 
 template <class T>
@@ -189,6 +193,30 @@ struct Simd<double> {
   using Avx2 = Avx2F64;
   using Avx512 = Avx512F64;
 };
+#endif
+
+#ifdef KF_GEMM_X86
+template <class T>
+__attribute__((target("avx2,fma"), noinline)) double fma_peak_avx2(long iters) {
+  using S = typename Simd<T>::Avx2;
+  using V = typename S::V;
+  V acc[12];
+  for (int i = 0; i < 12; ++i) acc[i] = S::set1(T(0.5) + T(i) * T(1e-3));
+  const V x = S::set1(T(0.999999)), y = S::set1(T(1e-7));
+  const auto t0 = std::chrono::steady_clock::now();
+  for (long it = 0; it < iters; ++it) {
+#pragma GCC unroll 12
+    for (int i = 0; i < 12; ++i) acc[i] = S::fmadd(acc[i], x, y);
+  }
+  const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  alignas(64) T sink[64];
+  V s = acc[0];
+  for (int i = 1; i < 12; ++i) s = S::add(s, acc[i]);
+  S::storeu(sink, s);
+  volatile T keep = sink[0];
+  (void)keep;
+  return 2.0 * 12 * S::W * double(iters) / sec / 1e9;
+}
 #endif
 
 // Every compiled kernel, best first within each ISA. The first one of the active ISA is the default.
@@ -233,6 +261,24 @@ std::vector<KernelInfo<T>> kernels_for(Isa isa) {
   for (const auto& k : all_kernels<T>())
     if (k.isa == isa) out.push_back(k);
   return out;
+}
+
+}  // namespace gemm
+}  // namespace kf
+
+namespace kf {
+namespace gemm {
+
+// Measured FMA throughput of one core (GFLOP/s) for the "fraction of peak" figures: the clock of a
+// turbo-boosting or virtualised CPU is not what /proc/cpuinfo says. 12 independent accumulators
+// cover the FMA latency x pipes of current x86 cores.
+template <class T>
+double fma_peak_gflops(long iters) {
+#ifdef KF_GEMM_X86
+  if (active_isa() != Isa::generic) return fma_peak_avx2<T>(iters);
+#endif
+  (void)iters;
+  return 0.0;
 }
 
 }  // namespace gemm
