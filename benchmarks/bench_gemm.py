@@ -193,9 +193,13 @@ def _tiles(report, quick):
             for kc in (64, 128, 256, 384):
                 grid.append({"mr": kern["mr"], "nr": kern["nr"], "mc": mc, "kc": kc})
     grid += [{"pack_a": 0}, {"pack_a": 1}]
-    train = [(m, n, k) for m in (32, 200, 1000) for n in (24, 96, 500) for k in (16, 64, 300)]
-    if quick:
-        train = train[::2]
+    # Shapes drawn log-uniformly (m, n, k in [8, 1500], at most ~2e8 flops each), skinny ones included.
+    srng = np.random.default_rng(42)
+    train = []
+    while len(train) < (24 if quick else 60):
+        m, n, k = (int(v) for v in np.exp(srng.uniform(np.log(8), np.log(1500), size=3)))
+        if 2 * m * n * k <= 2e8:
+            train.append((m, n, k))
     t0 = time.perf_counter()
     with _Threads(1):
         sw = kf.gemm.tile_sweep(train, tiles=grid, dtype=dt, threads=1, repeats=3 if quick else 5)

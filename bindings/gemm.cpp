@@ -46,9 +46,9 @@ void matmul_t(py::array A, py::array B, py::array C, double alpha, double beta, 
   const auto t = tiles_from(tiles);
   const auto level = isa_from(isa);
   py::gil_scoped_release release;
-  kf::gemm::gemm<T>(a.rows, b.cols, a.cols, static_cast<T>(alpha), a.data, a.row_stride, a.col_stride, b.data,
-                    b.row_stride, b.col_stride, static_cast<T>(beta), c.data, c.row_stride, c.col_stride, t,
-                    nthreads, level);
+  kf::gemm::matmul<T>(a.rows, b.cols, a.cols, static_cast<T>(alpha), a.data, a.row_stride, a.col_stride, b.data,
+                      b.row_stride, b.col_stride, static_cast<T>(beta), c.data, c.row_stride, c.col_stride, t,
+                      tiles.size() > 0, nthreads, level);
 }
 
 void matmul(py::array A, py::array B, py::array C, double alpha, double beta, const py::dict& tiles, int nthreads,

@@ -42,7 +42,6 @@ import dataclasses
 import json
 import math
 import os
-import statistics
 import time
 
 import numpy as np
@@ -696,17 +695,28 @@ def _timed(fn, repeats):
     return ts
 
 
-def _interleaved(calls, repeats, min_time=0.0):
-    """Median time of each callable, timed round-robin so that machine noise hits all alike."""
+def _interleaved(calls, repeats, min_time=2e-3):
+    """Best time of each callable, timed round-robin so that machine noise hits all alike.
+
+    Each sample repeats a call enough times to last about ``min_time`` (the timer and the call
+    overhead otherwise dominate microsecond products).
+    """
+    inner = []
     for c in calls:
+        t0 = time.perf_counter()
         c()
+        dt = time.perf_counter() - t0
+        inner.append(max(1, min(1000, int(math.ceil(min_time / max(dt, 1e-7))))))
     times = [[] for _ in calls]
     for _ in range(repeats):
         for i, c in enumerate(calls):
             t0 = time.perf_counter()
-            c()
-            times[i].append(time.perf_counter() - t0)
-    return [statistics.median(t) for t in times]
+            for _ in range(inner[i]):
+                c()
+            times[i].append((time.perf_counter() - t0) / inner[i])
+    # The minimum: on a shared machine noise only ever adds time, and it comes in bursts that
+    # medians of a few samples do not remove (measured: 5x spreads under a load of 3 per core).
+    return [min(t) for t in times]
 
 
 def tile_sweep(shapes, tiles=None, dtype=np.float64, threads=None, repeats=3, seed=0):
@@ -723,7 +733,8 @@ def tile_sweep(shapes, tiles=None, dtype=np.float64, threads=None, repeats=3, se
     threads : int, optional
         Thread count for the sweep (default: the current setting).
     repeats : int
-        Timed runs per configuration; configurations are interleaved and the median kept.
+        Timed runs per configuration; configurations are interleaved and the fastest run kept
+        (noise on a shared machine only adds time).
     seed : int
         Seed of the random operands.
 
@@ -991,7 +1002,7 @@ def autotune(shape, dtype=np.float64, threads=None, model=None, candidates=None,
         How many ranked candidates to time; the default tiles are always timed too, so the
         result is never slower than the default beyond timing noise.
     repeats : int
-        Interleaved timed runs per candidate (medians).
+        Interleaved timed runs per candidate (the fastest run of each is compared).
     cache : bool
         Read and write the JSON cache at :func:`tile_cache_path`, keyed by CPU model, SIMD level,
         dtype, threads and shape.

@@ -257,6 +257,21 @@ SmallKernel<T> small_kernel(index_t m, index_t n, index_t k, Isa isa) {
 #endif
 }
 
+// One product, choosing the path: tiny problems (everything in L1, m, k <= 64, n <= kSmallN and at
+// most 32^3 multiply-adds) skip packing and threading altogether; the rest go to the blocked driver.
+// Explicit tiles always take the blocked driver (tile_sweep measures it).
+template <class T>
+void matmul(index_t m, index_t n, index_t k, T alpha, const T* A, index_t rsa, index_t csa, const T* B, index_t rsb,
+            index_t csb, T beta, T* C, index_t rsc, index_t csc, const Tiles& tiles = Tiles(), bool tiles_given = false,
+            int nthreads = 0, Isa isa = active_isa()) {
+  if (!tiles_given && alpha != T(0) && m > 0 && n > 0 && k > 0 && m <= 64 && k <= 64 && n <= kSmallN &&
+      m * n * k <= 32768) {
+    small_direct<T>(m, n, k, alpha, A, rsa, csa, B, rsb, csb, beta, C, rsc, csc, isa);
+    return;
+  }
+  gemm<T>(m, n, k, alpha, A, rsa, csa, B, rsb, csb, beta, C, rsc, csc, tiles, nthreads, isa);
+}
+
 // The operands of matrix b are A + offa[b] etc. (offsets in elements; repeated offsets broadcast).
 // C's matrices must not overlap each other or A/B (checked by the caller).
 template <class T>

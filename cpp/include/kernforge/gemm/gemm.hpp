@@ -278,8 +278,13 @@ void gemm(index_t m, index_t n, index_t k, T alpha, const T* A, index_t rsa, ind
   const index_t nc_max = std::min<index_t>(t.nc, round_up(n, NR));
   // Row blocks: MC, or smaller so that every thread gets one (multiples of MR keep the
   // micro-tile grid, hence the results, independent of the thread count).
+  // The number of row blocks is rounded up to a multiple of the thread count and the blocks evened
+  // out, so that no thread idles through a last round (1024 rows in blocks of 120 would split 5:4).
   index_t mc = t.mc;
-  if (m < mc * nt) mc = std::max<index_t>(MR, round_up(ceil_div(m, nt), MR));
+  if (nt > 1) {
+    const index_t blocks = round_up(ceil_div(m, mc), nt);
+    mc = std::max<index_t>(MR, round_up(ceil_div(m, blocks), MR));
+  }
   const index_t n_ic = ceil_div(m, mc);
 
   T* bbuf = scratch<T, 0>(static_cast<std::size_t>(round_up(nc_max, NR) * kc_max));
