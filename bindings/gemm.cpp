@@ -8,6 +8,7 @@
 
 #include "common.hpp"
 #include "kernforge/gemm/batched.hpp"
+#include "kernforge/gemm/cuda.hpp"
 #include "kernforge/gemm/gemm.hpp"
 #include "kernforge/gemm/monarch.hpp"
 
@@ -134,6 +135,24 @@ void eigen_matmul_t(py::array A, py::array B, py::array C, int nthreads) {
   c.noalias() = a * b;
 }
 
+#ifdef KF_HAVE_CUDA
+template <class T>
+void cuda_matmul_t(py::array A, py::array B, py::array C, double alpha, double beta, int tile) {
+  KF_REQUIRE(A.ndim() == 2 && B.ndim() == 2 && C.ndim() == 2, "A, B, out must be 2-D");
+  const auto m = A.shape(0), k = A.shape(1), n = B.shape(1);
+  KF_REQUIRE(B.shape(0) == k && C.shape(0) == m && C.shape(1) == n, "incompatible shapes");
+  KF_REQUIRE(m < (1LL << 31) && n < (1LL << 31) && k < (1LL << 31), "dimensions must be below 2^31 on the GPU");
+  const T* a = kf::contiguous_ptr<T>(A, "A", m * k);
+  const T* b = kf::contiguous_ptr<T>(B, "B", k * n);
+  T* c = kf::contiguous_ptr<T>(C, "out", m * n, true);
+  py::gil_scoped_release release;
+  if constexpr (sizeof(T) == 4)
+    kf::cuda::gemm_tiled_f32(int(m), int(n), int(k), float(alpha), a, b, float(beta), c, tile);
+  else
+    kf::cuda::gemm_tiled_f64(int(m), int(n), int(k), alpha, a, b, beta, c, tile);
+}
+#endif
+
 }  // namespace
 
 void bind_gemm(py::module_& m) {
@@ -152,6 +171,12 @@ void bind_gemm(py::module_& m) {
     py::gil_scoped_release release;
     return dtype == "float32" ? kf::gemm::fma_peak_gflops<float>(iters) : kf::gemm::fma_peak_gflops<double>(iters);
   }, py::arg("dtype"), py::arg("iters") = 20000000L);
+#ifdef KF_HAVE_CUDA
+  g.def("cuda_matmul_f32", &cuda_matmul_t<float>, py::arg("A"), py::arg("B"), py::arg("out").noconvert(),
+        py::arg("alpha"), py::arg("beta"), py::arg("tile"));
+  g.def("cuda_matmul_f64", &cuda_matmul_t<double>, py::arg("A"), py::arg("B"), py::arg("out").noconvert(),
+        py::arg("alpha"), py::arg("beta"), py::arg("tile"));
+#endif
   g.def("kernels_f32", &kernels_t<float>, py::arg("isa") = "");
   g.def("kernels_f64", &kernels_t<double>, py::arg("isa") = "");
 }

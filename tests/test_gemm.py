@@ -202,8 +202,11 @@ def test_bad_input():
         kf.gemm.matmul(A, np.ones((4, 2)), tiles={"mr": 5, "nr": 5})
     with pytest.raises(ValueError, match="tiles\\['kc'\\] must be >= 1"):
         kf.gemm.matmul(A, np.ones((4, 2)), tiles={"kc": 0})
-    with pytest.raises(ValueError, match="cuda"):
-        kf.gemm.matmul(A, np.ones((4, 2)), device="cuda")
+    if not kf.gemm.cuda_available():
+        with pytest.raises(ValueError, match="CUDA"):
+            kf.gemm.matmul(A, np.ones((4, 2)), device="cuda")
+    with pytest.raises(ValueError, match="device"):
+        kf.gemm.matmul(A, np.ones((4, 2)), device="tpu")
     with pytest.raises(TypeError, match="sparse"):
         import scipy.sparse as sp
 
@@ -507,3 +510,15 @@ def test_kernels_listing():
     assert kf.gemm.kernels(np.float64)[0]["isa"] == _core.active_isa()
     with pytest.raises(TypeError, match="float32 or float64"):
         kf.gemm.kernels(np.int32)
+
+
+@pytest.mark.skipif(not kf.gemm.cuda_available(), reason="needs a KF_CUDA=ON build and a visible GPU")
+@pytest.mark.parametrize("tile", [8, 16, 32])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cuda_tiled_matches_numpy(tile, dtype, rng):
+    A = rng.standard_normal((67, 45)).astype(dtype)
+    B = rng.standard_normal((33, 45)).astype(dtype)
+    C0 = rng.standard_normal((67, 33)).astype(dtype)
+    C = C0.copy()
+    kf.gemm.matmul(A, B, out=C, alpha=2.0, beta=0.5, trans_b=True, device="cuda", tiles={"tile": tile})
+    check(C, ref(A, B.T, 2.0, 0.5, C0), dtype, 45, A, B.T, extra=4 * np.finfo(dtype).eps * np.abs(C0).max())

@@ -58,6 +58,7 @@ __all__ = [
     "approx_matmul",
     "ApproxInfo",
     "kernels",
+    "cuda_available",
     "tile_sweep",
     "TileSweep",
     "TileModel",
@@ -167,7 +168,9 @@ def matmul(A, B, out=None, alpha=1.0, beta=0.0, trans_a=False, trans_b=False, ti
         Block sizes ``{"mr", "nr", "mc", "kc", "nc", "pack_a"}`` (any subset; ``mr``/``nr`` must name
         a compiled micro-kernel, see :func:`kernels`). ``None``: the defaults.
     device : {"cpu", "cuda"}
-        ``"cuda"`` needs a build with ``KF_CUDA=ON`` (not available in this build: raises).
+        ``"cuda"`` runs the shared-memory tiled kernel of [3]_ (``tiles={"tile": 8 | 16 | 32}``,
+        default 16) on the GPU; it needs a build with ``KF_CUDA=ON`` and a visible GPU
+        (:func:`cuda_available`), otherwise ValueError.
 
     Returns
     -------
@@ -192,6 +195,8 @@ def matmul(A, B, out=None, alpha=1.0, beta=0.0, trans_a=False, trans_b=False, ti
     ----------
     .. [1] K. Goto, R. van de Geijn, ACM TOMS 34(3), 2008.
     .. [2] F. Van Zee, R. van de Geijn, ACM TOMS 41(3), 2015.
+    .. [3] "Understanding GEMM Performance and Energy on NVIDIA Ada Lovelace: A Machine
+       Learning-Based Analytical Approach".
 
     Examples
     --------
@@ -209,7 +214,7 @@ def matmul(A, B, out=None, alpha=1.0, beta=0.0, trans_a=False, trans_b=False, ti
     """
     check_choice(device, "device", ("cpu", "cuda"))
     if device == "cuda":
-        raise ValueError("device='cuda' needs kernforge built with KF_CUDA=ON and a GPU; this build has no CUDA")
+        return _cuda_matmul(A, B, out, alpha, beta, trans_a, trans_b, tiles)
     alpha = check_real(alpha, "alpha")
     beta = check_real(beta, "beta")
     dt = _compute_dtype(A=A, B=B)
@@ -239,6 +244,54 @@ def matmul(A, B, out=None, alpha=1.0, beta=0.0, trans_a=False, trans_b=False, ti
     _g.matmul(A, B, target, alpha, beta, t)
     if target is not out:
         out[...] = target
+    return out
+
+
+def cuda_available():
+    """Whether ``matmul(..., device="cuda")`` can run: a ``KF_CUDA=ON`` build and a visible GPU.
+
+    Examples
+    --------
+    >>> import kernforge as kf
+    >>> kf.gemm.cuda_available() in (True, False)
+    True
+    """
+    return bool(hasattr(_g, "cuda_matmul_f32") and _core.build_config.get("cuda_devices", 0) > 0)
+
+
+def _cuda_matmul(A, B, out, alpha, beta, trans_a, trans_b, tiles):
+    if not hasattr(_g, "cuda_matmul_f32"):
+        raise ValueError("device='cuda' needs kernforge built with KF_CUDA=ON; this build has no CUDA")
+    if _core.build_config.get("cuda_devices", 0) <= 0:
+        raise ValueError("device='cuda': kernforge was built with CUDA but sees no GPU")
+    tile = 16
+    if tiles:
+        extra = set(tiles) - {"tile"}
+        if extra:
+            raise ValueError(f"on device='cuda', tiles takes only 'tile' (8, 16 or 32), got keys {sorted(extra)}")
+        tile = check_int(tiles["tile"], "tiles['tile']")
+        if tile not in (8, 16, 32):
+            raise ValueError(f"tiles['tile'] must be 8, 16 or 32, got {tile}")
+    alpha = check_real(alpha, "alpha")
+    beta = check_real(beta, "beta")
+    dt = _compute_dtype(A=A, B=B)
+    A = _as_operand(A, "A", dt, ndim=2)
+    B = _as_operand(B, "B", dt, ndim=2)
+    A = np.ascontiguousarray(A.T if trans_a else A)
+    B = np.ascontiguousarray(B.T if trans_b else B)
+    if A.shape[1] != B.shape[0]:
+        raise ValueError(f"A and B have incompatible shapes {A.shape} and {B.shape}")
+    m, n = A.shape[0], B.shape[1]
+    if out is None:
+        if beta != 0.0:
+            raise ValueError("beta != 0 needs out (the matrix to scale and accumulate into)")
+        out = np.empty((m, n), dt)
+    else:
+        _check_out(out, (m, n), dt, {"A": A, "B": B})
+    C = out if out.flags.c_contiguous else np.ascontiguousarray(out)
+    (_g.cuda_matmul_f32 if dt == np.float32 else _g.cuda_matmul_f64)(A, B, C, alpha, beta, tile)
+    if C is not out:
+        out[...] = C
     return out
 
 
