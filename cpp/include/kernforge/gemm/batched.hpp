@@ -289,6 +289,13 @@ void batched_gemm(index_t batch, index_t m, index_t n, index_t k, T alpha, const
   const double flops = 2.0 * double(batch) * double(m) * double(n) * double(std::max<index_t>(k, 1));
   const std::size_t work = flops > 1e18 ? std::size_t(1e18) : static_cast<std::size_t>(flops);
   const int nt = omp_in_parallel_region() ? 1 : threads_for(work, std::size_t(1) << 20);
+  if (!fk && !direct && nt > 1 && batch < 2 * nt) {
+    // A few large matrices: parallel inside each product instead (the result is the same).
+    for (index_t b = 0; b < batch; ++b)
+      gemm<T>(m, n, k, alpha, A + offa[b], rsa, csa, B + offb[b], rsb, csb, beta, C + offc[b], rsc, csc, Tiles(), 0,
+              isa);
+    return;
+  }
   ParallelGuard guard;
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
   for (index_t b = 0; b < batch; ++b) {
