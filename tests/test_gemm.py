@@ -522,3 +522,20 @@ def test_cuda_tiled_matches_numpy(tile, dtype, rng):
     C = C0.copy()
     kf.gemm.matmul(A, B, out=C, alpha=2.0, beta=0.5, trans_b=True, device="cuda", tiles={"tile": tile})
     check(C, ref(A, B.T, 2.0, 0.5, C0), dtype, 45, A, B.T, extra=4 * np.finfo(dtype).eps * np.abs(C0).max())
+
+
+def test_env_isa_override_generic_path():
+    # KERNFORGE_ISA caps the dispatch level at import: the generic kernels then compute the product.
+    import os
+    import subprocess
+    import sys
+
+    code = ("import numpy as np, kernforge as kf; r = np.random.default_rng(0); "
+            "A = r.standard_normal((70, 50)); B = r.standard_normal((50, 90)); "
+            "assert kf._core.active_isa() == 'generic'; "
+            "assert kf.gemm.kernels()[0]['isa'] == 'generic'; "
+            "print(float(np.abs(kf.gemm.matmul(A, B) - A @ B).max()))")
+    env = dict(os.environ, KERNFORGE_ISA="generic")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert float(out.stdout.strip()) < 1e-12
