@@ -38,9 +38,21 @@ class _Threads:
             self.tp.restore_original_limits()
 
 
-def _peak(dtype):
-    # Short runs, best of several: a shared machine only ever slows the loop down.
-    return max(_core.gemm.fma_peak_gflops(np.dtype(dtype).name, 2_000_000) for _ in range(7))
+def _peaks():
+    """Per-core FMA peak (GFLOP/s): best of short runs of an FMA loop (a shared machine only ever slows
+    it down); fp32 is twice fp64 by construction (same FMA throughput, twice the lanes)."""
+    f64 = max(_core.gemm.fma_peak_gflops("float64", 2_000_000) for _ in range(9))
+    f32 = max(_core.gemm.fma_peak_gflops("float32", 2_000_000) for _ in range(9))
+    best = max(f64, f32 / 2)
+    return {"float64": best, "float32": 2 * best}
+
+
+def _best_ratio(row):
+    # Ratio of the fastest runs besides the harness's ratio of medians: under bursty load the
+    # medians of a few runs swing by several x, the minima much less.
+    if row.get("ours_times") and row.get("peer_times"):
+        row["best_ratio"] = min(row["peer_times"]) / min(row["ours_times"])
+    return row
 
 
 def _rel(a, b):
@@ -235,7 +247,13 @@ def _tiles(report, quick):
 
 
 def run(report, quick=False):
-    peaks = {"float32": _peak(np.float32), "float64": _peak(np.float64)}
+    peaks = _peaks()
+    _orig = report.compare
+
+    def compare(*a, **kw):
+        return _best_ratio(_orig(*a, **kw))
+
+    report.compare = compare
     report.note(f"SIMD level {_core.active_isa()}; measured FMA peak per core: {peaks['float32']:.1f} GFLOP/s fp32, "
                 f"{peaks['float64']:.1f} fp64 (best of short runs; a loaded machine lowers it)")
     report.note("Eigen is compiled with the build's baseline flags (no -march): it vectorises with SSE2 only")
