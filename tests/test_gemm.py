@@ -539,3 +539,15 @@ def test_env_isa_override_generic_path():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert float(out.stdout.strip()) < 1e-12
+
+
+def test_tile_sweep_table_and_errors():
+    sw = kf.gemm.tile_sweep([(16, 24, 8)], tiles=[{"kc": 8}, {"mc": 12}], repeats=1)
+    lines = sw.table().splitlines()
+    assert len(lines) == 3 and lines[0].split()[0] == "m"
+    with pytest.raises(ValueError, match="shapes"):
+        kf.gemm.tile_sweep([(4, 4)])
+    with pytest.raises(ValueError, match="must be >= 1"):
+        kf.gemm.tile_sweep([(0, 4, 4)])
+    with pytest.raises(KeyError):
+        sw.best(1, 2, 3)

@@ -189,7 +189,10 @@ def matmul(A, B, out=None, alpha=1.0, beta=0.0, trans_a=False, trans_b=False, ti
     -----
     Five loops (jc, pc, ic, jr, ir) around an MR x NR micro-kernel [1]_ [2]_; OpenMP over the ic
     (row-block) loop, never over k, so results are identical for any thread count. For skinny
-    products A is read in place instead of packed (BLIS's "sup" idea).
+    products A is read in place instead of packed (BLIS's "sup" idea); tiny products (m, k <= 64,
+    n <= 128, at most 32^3 multiply-adds, no explicit ``tiles``) skip packing and threading.
+    Micro-kernels: AVX2+FMA (float 6x16, double 6x8), AVX-512 (float 6x64, double 8x24) and
+    portable C++, chosen at run time (``KERNFORGE_ISA=generic|avx2|avx512`` caps the level).
 
     References
     ----------
@@ -706,6 +709,16 @@ class TileSweep(Result):
             raise KeyError(f"shape {(m, n, k)} was not swept")
         return max(rows, key=lambda r: r["gflops"])
 
+    def table(self):
+        """The records as aligned text, one line per (shape, configuration), fastest first per shape."""
+        cols = ("m", "n", "k", "dtype", "threads", "mr", "nr", "mc", "kc", "nc", "pack_a", "gflops")
+        rows = sorted(self.records, key=lambda r: (r["m"], r["n"], r["k"], -r["gflops"]))
+        cells = [[f"{r[c]:.2f}" if c == "gflops" else str(r[c]) for c in cols] for r in rows]
+        width = [max(len(c), *(len(x[i]) for x in cells)) if cells else len(c) for i, c in enumerate(cols)]
+        lines = ["  ".join(c.rjust(w) for c, w in zip(cols, width))]
+        lines += ["  ".join(x.rjust(w) for x, w in zip(cell, width)) for cell in cells]
+        return "\n".join(lines)
+
     def speedup_range(self, m, n, k):
         """Fastest / slowest configuration for one shape (the paper's "tile choice moves speed by")."""
         g = [r["gflops"] for r in self.records if (r["m"], r["n"], r["k"]) == (m, n, k)]
@@ -807,6 +820,8 @@ def tile_sweep(shapes, tiles=None, dtype=np.float64, threads=None, repeats=3, se
     >>> sw = kf.gemm.tile_sweep([(64, 64, 64)], tiles=[{"kc": 64}, {"kc": 32}], repeats=1)
     >>> len(sw.records)
     2
+    >>> sw.table().split()[:4]
+    ['m', 'n', 'k', 'dtype']
     """
     from ._threads import threads as _threads_ctx
 
