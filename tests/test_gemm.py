@@ -551,3 +551,18 @@ def test_tile_sweep_table_and_errors():
         kf.gemm.tile_sweep([(0, 4, 4)])
     with pytest.raises(KeyError):
         sw.best(1, 2, 3)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_tiny_path_strided_out_and_beta(isa, dtype, rng):
+    # m, k <= 64 and n <= 128 with at most 32^3 multiply-adds take the unpacked tiny path.
+    for (m, n, k) in [(9, 9, 9), (5, 100, 3), (64, 8, 64), (1, 128, 1)]:
+        A = rng.standard_normal((k, m)).astype(dtype).T  # transposed view
+        B = rng.standard_normal((k, 2 * n)).astype(dtype)[:, ::2]
+        C0 = np.asfortranarray(rng.standard_normal((m, n)).astype(dtype))
+        C = C0.copy(order="F")
+        kf.gemm.matmul(A, B, out=C, alpha=1.5, beta=-0.5)
+        check(C, ref(A, B, 1.5, -0.5, C0), dtype, k, A, B, extra=4 * np.finfo(dtype).eps * np.abs(C0).max())
+        Cn = np.full((m, n), np.nan, dtype=dtype)
+        kf.gemm.matmul(A, B, out=Cn)
+        check(Cn, ref(A, B), dtype, k, A, B)
