@@ -497,6 +497,12 @@ def test_tile_sweep_model_autotune(tmp_path, monkeypatch):
     assert len(data) == 1
     A = np.ones((40, 60))
     np.testing.assert_allclose(kf.gemm.matmul(A, np.ones((60, 50)), tiles=r["tiles"]), 60.0)
+    # tiles="auto" reads the cache (same thread count as the tuning run), defaults otherwise
+    np.testing.assert_allclose(kf.gemm.matmul(A, np.ones((60, 50)), tiles="auto"), 60.0)
+    assert kf.gemm._cached_tiles(40, 50, 60, np.float64) == r["tiles"]
+    assert kf.gemm._cached_tiles(41, 50, 60, np.float64) is None
+    with pytest.raises(ValueError, match="tiles must be one of"):
+        kf.gemm.matmul(A, np.ones((60, 50)), tiles="fast")
     with pytest.raises(ValueError, match="not fitted"):
         kf.gemm.TileModel().predict_gflops(4, 4, 4, "float64", 1, [{}])
     with pytest.raises(ValueError, match="shape"):

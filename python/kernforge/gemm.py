@@ -164,9 +164,11 @@ def matmul(A, B, out=None, alpha=1.0, beta=0.0, trans_a=False, trans_b=False, ti
         BLAS scalars. ``beta == 0`` never reads ``out``.
     trans_a, trans_b : bool
         Use ``A.T`` / ``B.T`` (no copy).
-    tiles : dict, optional
+    tiles : dict or "auto", optional
         Block sizes ``{"mr", "nr", "mc", "kc", "nc", "pack_a"}`` (any subset; ``mr``/``nr`` must name
-        a compiled micro-kernel, see :func:`kernels`). ``None``: the defaults.
+        a compiled micro-kernel, see :func:`kernels`). ``None``: the defaults. ``"auto"``: the tiles
+        :func:`autotune` cached for this shape, dtype, thread count and CPU (the defaults if none;
+        no timing happens here).
     device : {"cpu", "cuda"}
         ``"cuda"`` runs the shared-memory tiled kernel of [3]_ (``tiles={"tile": 8 | 16 | 32}``,
         default 16) on the GPU; it needs a build with ``KF_CUDA=ON`` and a visible GPU
@@ -232,6 +234,9 @@ def matmul(A, B, out=None, alpha=1.0, beta=0.0, trans_a=False, trans_b=False, ti
                          f"(after trans_a={bool(trans_a)}, trans_b={bool(trans_b)})")
     m, n = A.shape[0], B.shape[1]
     _check_size((m, n), "the result")
+    if isinstance(tiles, str):
+        check_choice(tiles, "tiles", ("auto",))
+        tiles = _cached_tiles(m, n, A.shape[1], dt)
     t = _check_tiles(tiles)
     if out is None:
         if beta != 0.0:
@@ -1043,6 +1048,15 @@ def tile_cache_path():
     return os.path.join(base, "gemm_tiles.json")
 
 
+def _cache_key(m, n, k, dt, nthreads):
+    return f"{_cpu_model()}|{_core.active_isa()}|{np.dtype(dt).name}|t{nthreads}|{m}x{n}x{k}"
+
+
+def _cached_tiles(m, n, k, dt):
+    hit = _load_cache(tile_cache_path()).get(_cache_key(m, n, k, dt, _core.get_num_threads()))
+    return dict(hit["tiles"]) if hit and isinstance(hit.get("tiles"), dict) else None
+
+
 def _load_cache(path):
     try:
         with open(path) as f:
@@ -1103,7 +1117,7 @@ def autotune(shape, dtype=np.float64, threads=None, model=None, candidates=None,
     m, n, k = (check_int(v, "shape entry", minimum=1) for v in shape)
     top = check_int(top, "top", minimum=1)
     nthreads = _core.get_num_threads() if threads is None else check_int(threads, "threads", minimum=1)
-    key = f"{_cpu_model()}|{_core.active_isa()}|{dt.name}|t{nthreads}|{m}x{n}x{k}"
+    key = _cache_key(m, n, k, dt, nthreads)
     path = tile_cache_path()
     if cache:
         hit = _load_cache(path).get(key)
