@@ -1,0 +1,18 @@
+// Host entry points of the optional CUDA GEMM (cpp/src/cuda/gemm_tiled.cu, built with KF_CUDA=ON):
+// the shared-memory tiled kernel that "Understanding GEMM Performance and Energy on NVIDIA Ada
+// Lovelace" sweeps (square tiles 8, 16, 32). Row-major, contiguous host arrays; the wrapper copies
+// to and from the device. Declared here without CUDA headers so that C++ callers need no nvcc.
+#pragma once
+
+namespace kf {
+namespace cuda {
+
+// C = alpha * A(m x k) * B(k x n) + beta * C (beta == 0 never reads C). tile in {8, 16, 32}.
+// Throws std::runtime_error on a CUDA error (no device, out of memory) and std::invalid_argument
+// on a bad tile.
+void gemm_tiled_f32(int m, int n, int k, float alpha, const float* A, const float* B, float beta, float* C, int tile);
+void gemm_tiled_f64(int m, int n, int k, double alpha, const double* A, const double* B, double beta, double* C,
+                    int tile);
+
+}  // namespace cuda
+}  // namespace kf
