@@ -227,7 +227,7 @@ template <class T>
 py::dict scaling_dense(py::array C, py::array la, py::array lb, py::object tau_a, py::object tau_b, py::object lra,
                        py::object lrb, py::object dummy_row, py::object dummy_col, double eps, double tol,
                        long max_iter, double omega, py::object f0, py::object g0, double fd0, double gd0,
-                       bool want_plan) {
+                       bool want_plan, double reg_m_a, double reg_m_b) {
   const index_t n = C.shape(0), m = C.shape(1);
   const T* cp = kf::contiguous_ptr<T>(C, "M", n * m);
   kf::ot::Side<T> rows, cols;
@@ -248,6 +248,8 @@ py::dict scaling_dense(py::array C, py::array la, py::array lb, py::object tau_a
   };
   set_dummy(rows, dummy_row);
   set_dummy(cols, dummy_col);
+  rows.reg_m = reg_m_a;
+  cols.reg_m = reg_m_b;
   kf::ot::Potentials<T> z;
   z.f = to_vec<T>(f0, "f0", n);
   z.g = to_vec<T>(g0, "g0", m);
@@ -407,12 +409,12 @@ void bind_ot(py::module_& m) {
   s.def("scaling_dense", [](py::array C, py::array la, py::array lb, py::object tau_a, py::object tau_b,
                             py::object lra, py::object lrb, py::object dummy_row, py::object dummy_col, double eps,
                             double tol, long max_iter, double omega, py::object f0, py::object g0, double fd0,
-                            double gd0, bool want_plan) {
+                            double gd0, bool want_plan, double reg_m_a, double reg_m_b) {
     if (is_f32(C))
       return scaling_dense<float>(C, la, lb, tau_a, tau_b, lra, lrb, dummy_row, dummy_col, eps, tol, max_iter,
-                                  omega, f0, g0, fd0, gd0, want_plan);
+                                  omega, f0, g0, fd0, gd0, want_plan, reg_m_a, reg_m_b);
     return scaling_dense<double>(C, la, lb, tau_a, tau_b, lra, lrb, dummy_row, dummy_col, eps, tol, max_iter, omega,
-                                 f0, g0, fd0, gd0, want_plan);
+                                 f0, g0, fd0, gd0, want_plan, reg_m_a, reg_m_b);
   });
   s.def("partial_dense", [](py::array C, py::array la, py::array lb, double mass, double eps, double tol,
                             long max_iter, bool want_plan) {

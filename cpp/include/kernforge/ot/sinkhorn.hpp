@@ -42,6 +42,11 @@ struct Side {
   // entry of the other side, its own log target and tau.
   bool dummy = false;
   T dummy_cost = 0, dummy_logmass = 0, dummy_tau = 1;
+  // KL weight reg_m of a uniformly relaxed side (0 = not uniformly relaxed): with both sides
+  // relaxed, each iteration ends with the optimal translation f + t, g - t of the dual
+  // (Sejourne, Vialard, Peyre 2022, "Faster unbalanced optimal transport: translation invariant
+  // Sinkhorn"), which removes the slow drift along (1, -1) when tau is close to 1.
+  double reg_m = 0;
 };
 
 struct Options {
@@ -168,6 +173,22 @@ struct LogSolver {
   }
 };
 
+// Optimal translation t of the unbalanced dual along (1, -1): maximises
+// -r1 <a, exp(-(f + t)/r1)> - r2 <b, exp(-(g - t)/r2)>, i.e. t = r1 r2 / (r1 + r2) * log(A / B),
+// A = <a, exp(-f/r1)>, B = <b, exp(-g/r2)> (log-sum-exp form).
+template <class T>
+void translate(const Side<T>& rows, const Side<T>& cols, Potentials<T>& z) {
+  const double r1 = rows.reg_m, r2 = cols.reg_m;
+  std::vector<T> t(std::max(z.f.size(), z.g.size()));
+  for (size_t i = 0; i < z.f.size(); ++i) t[i] = static_cast<T>(rows.logmass[i] - z.f[i] / r1);
+  const double lA = lse_vec(t.data(), static_cast<index_t>(z.f.size()));
+  for (size_t j = 0; j < z.g.size(); ++j) t[j] = static_cast<T>(cols.logmass[j] - z.g[j] / r2);
+  const double lB = lse_vec(t.data(), static_cast<index_t>(z.g.size()));
+  const T shift = static_cast<T>(r1 * r2 / (r1 + r2) * (lA - lB));
+  for (auto& v : z.f) v += shift;
+  for (auto& v : z.g) v -= shift;
+}
+
 // Runs the log-domain iteration from the potentials in `z` (warm start) and leaves the result there.
 template <class T, class Cost>
 Info solve_log(const Cost& cost, const Side<T>& rows, const Side<T>& cols, Potentials<T>& z, const Options& opt) {
@@ -217,6 +238,7 @@ Info solve_log(const Cost& cost, const Side<T>& rows, const Side<T>& cols, Poten
       }
       S.half_step(true, z.f, z.fd, z.g, z.gd, eps, static_cast<T>(omega), true, rowres, rowsup);
       last_f_plain = omega == 1.0;
+      if (rows.reg_m > 0 && cols.reg_m > 0 && !rows.dummy && !cols.dummy) translate(rows, cols, z);
       ++it;
       if (!opt.balanced) err = std::max(colsup, rowsup);
       info.errors.push_back(err);
