@@ -304,7 +304,7 @@ py::dict partial_dense(py::array C, py::array la, py::array lb, double mass, dou
 // B balanced problems; C is (B, n, m) or one shared (n, m). Parallel over the problems.
 template <class T>
 py::dict sinkhorn_batch(py::array C, py::array a, py::array b, double eps, double tol, long max_iter, double omega,
-                        bool want_plan) {
+                        bool want_plan, bool kernel) {
   const index_t Bn = a.shape(0), n = a.shape(1), m = b.shape(1);
   const bool shared = C.ndim() == 2;
   const T* cp = kf::contiguous_ptr<T>(C, "M", (shared ? 1 : Bn) * n * m);
@@ -351,7 +351,19 @@ py::dict sinkhorn_batch(py::array C, py::array a, py::array b, double eps, doubl
         for (index_t i = 0; i < n; ++i) rows.logmass[i] = std::log(ap[p * n + i]);
         for (index_t j = 0; j < m; ++j) cols.logmass[j] = std::log(bp[p * m + j]);
         kf::ot::Potentials<T> z;
-        auto info = kf::ot::solve_log(*cost, rows, cols, z, opt);
+        kf::ot::Info info;
+        // Small problems: the kernel domain (two short matvecs per iteration) when K is safe,
+        // falling back to the log domain from where it stopped.
+        if (!kernel) {
+          info = kf::ot::solve_log(*cost, rows, cols, z, opt);
+        } else if (!kf::ot::solve_kernel(cost->data(), n, m, ap + p * n, bp + p * m, static_cast<T>(eps), z, opt, info)) {
+          auto o2 = opt;
+          o2.max_iter = std::max<long>(1, opt.max_iter - info.n_iter);
+          kf::ot::Info i2 = kf::ot::solve_log(*cost, rows, cols, z, o2);
+          info.n_iter += i2.n_iter;
+          info.converged = i2.converged;
+          info.errors.insert(info.errors.end(), i2.errors.begin(), i2.errors.end());
+        }
         std::vector<double> r(n), c(m);
         double total = 0;
         kf::ot::finalize<T>(*cost, z.f, z.g, {}, {}, static_cast<T>(eps), pp ? pp + p * n * m : nullptr, r.data(),
@@ -422,8 +434,8 @@ void bind_ot(py::module_& m) {
     return partial_dense<double>(C, la, lb, mass, eps, tol, max_iter, want_plan);
   });
   s.def("sinkhorn_batch", [](py::array C, py::array a, py::array b, double eps, double tol, long max_iter,
-                             double omega, bool want_plan) {
-    if (is_f32(C)) return sinkhorn_batch<float>(C, a, b, eps, tol, max_iter, omega, want_plan);
-    return sinkhorn_batch<double>(C, a, b, eps, tol, max_iter, omega, want_plan);
+                             double omega, bool want_plan, bool kernel) {
+    if (is_f32(C)) return sinkhorn_batch<float>(C, a, b, eps, tol, max_iter, omega, want_plan, kernel);
+    return sinkhorn_batch<double>(C, a, b, eps, tol, max_iter, omega, want_plan, kernel);
   });
 }

@@ -315,16 +315,22 @@ def test_batch_equals_loop():
     a /= a.sum(1, keepdims=True)
     b = rng.random((B, m)) + 0.1
     b /= b.sum(1, keepdims=True)
-    res = kf.ot.sinkhorn_batch(a, b, M, 0.05)
-    assert res.plan.shape == (B, n, m) and res.converged.all()
-    for k in range(B):
-        s = kf.ot.sinkhorn(a[k], b[k], M[k], 0.05)
-        np.testing.assert_array_equal(res.plan[k], s.plan)
-        assert res.cost[k] == s.cost and res.n_iter[k] == s.n_iter
-        assert res.objective[k] == pytest.approx(s.objective, rel=1e-7)
-    shared = kf.ot.sinkhorn_batch(a, b, M[0], 0.05)
-    s0 = kf.ot.sinkhorn(a[3], b[3], M[0], 0.05)
-    np.testing.assert_array_equal(shared.plan[3], s0.plan)
+    for method in ("sinkhorn", "log"):
+        res = kf.ot.sinkhorn_batch(a, b, M, 0.05, method=method)
+        assert res.plan.shape == (B, n, m) and res.converged.all()
+        for k in range(B):
+            s = kf.ot.sinkhorn(a[k], b[k], M[k], 0.05, method=method)
+            np.testing.assert_array_equal(res.plan[k], s.plan)
+            assert res.cost[k] == s.cost and res.n_iter[k] == s.n_iter
+            assert res.objective[k] == pytest.approx(s.objective, rel=1e-7)
+        shared = kf.ot.sinkhorn_batch(a, b, M[0], 0.05, method=method)
+        s0 = kf.ot.sinkhorn(a[3], b[3], M[0], 0.05, method=method)
+        np.testing.assert_array_equal(shared.plan[3], s0.plan)
+    # tiny reg: the kernel underflows and each problem switches to the log domain, like single solves
+    res = kf.ot.sinkhorn_batch(a[:3], b[:3], M[:3], 1e-3, max_iter=200000)
+    for k in range(3):
+        s = kf.ot.sinkhorn(a[k], b[k], M[k], 1e-3, method="sinkhorn", max_iter=200000)
+        np.testing.assert_allclose(res.plan[k], s.plan, atol=1e-12)
 
 
 def test_one_a_three_b_equals_separate_pot_calls():

@@ -742,7 +742,7 @@ def progressive_partial(M, prior=None, rho=1.0, reg=0.1, reg_m=1.0, *, a=None, i
 
 
 # ----------------------------------------------------------------------------- batched
-def sinkhorn_batch(a, b, M, reg, tol=None, max_iter=None, *, omega="auto", return_plan=True):
+def sinkhorn_batch(a, b, M, reg, method="sinkhorn", tol=None, max_iter=None, *, omega="auto", return_plan=True):
     """Solve B balanced problems of equal size in one call, in parallel over the problems.
 
     Parameters
@@ -753,7 +753,10 @@ def sinkhorn_batch(a, b, M, reg, tol=None, max_iter=None, *, omega="auto", retur
     M : array_like, shape (B, n, m) or (n, m)
         One cost per problem, or one shared by all.
     reg, tol, max_iter, omega, return_plan
-        As in :func:`sinkhorn` (log domain).
+        As in :func:`sinkhorn`.
+    method : {"sinkhorn", "log"}, default "sinkhorn"
+        ``"sinkhorn"``: kernel domain (fastest for small problems), switching to the log domain
+        per problem if the kernel underflows; ``"log"``: log domain throughout.
 
     Returns
     -------
@@ -768,8 +771,8 @@ def sinkhorn_batch(a, b, M, reg, tol=None, max_iter=None, *, omega="auto", retur
 
     Notes
     -----
-    Each problem runs the log-domain iteration of :func:`sinkhorn` on one thread; the result
-    equals a loop of single solves.
+    Each problem runs the iteration of :func:`sinkhorn` with the same method on one thread; the
+    result equals a loop of single solves.
 
     Examples
     --------
@@ -800,12 +803,13 @@ def sinkhorn_batch(a, b, M, reg, tol=None, max_iter=None, *, omega="auto", retur
     tol = _tol(tol, dtype)
     max_iter = _max_iter(max_iter, 10000)
     om = _omega(omega)
-    d = _core.ot.sinkhorn_batch(M, a, b, reg, tol, max_iter, om, bool(return_plan))
+    check_choice(method, "method", ("sinkhorn", "log"))
+    d = _core.ot.sinkhorn_batch(M, a, b, reg, tol, max_iter, om, bool(return_plan), method == "sinkhorn")
     f, g = d["f"], d["g"]
     # Objective = <a, f> + <b, g> - reg * mass (rows exact, columns to tol).
     obj = (a * f).sum(1, dtype=np.float64) + (b * g).sum(1, dtype=np.float64) - reg * sa
     res = OTResult(plan=d["plan"], f=f, g=g, cost=d["cost"], objective=obj, n_iter=d["n_iter"],
-                   converged=d["converged"], errors=d["err"], method="log", reg=reg)
+                   converged=d["converged"], errors=d["err"], method=method, reg=reg)
     if not res.converged.all():
         warnings.warn(f"sinkhorn_batch: {int((~res.converged).sum())} of {B} problems did not converge",
                       ConvergenceWarning, stacklevel=2)
