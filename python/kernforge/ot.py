@@ -476,7 +476,7 @@ def _reg_m_pair(reg_m):
     return vals
 
 
-def sinkhorn_unbalanced(a, b, M, reg, reg_m, reg_type="kl", tol=None, max_iter=None, *, omega=1.0,
+def sinkhorn_unbalanced(a, b, M, reg, reg_m, reg_type="kl", tol=None, max_iter=None, *, omega="auto",
                         warm_start=None, return_plan=True):
     """Unbalanced entropic OT with KL-relaxed marginals (POT's ``sinkhorn_unbalanced``).
 
@@ -499,8 +499,8 @@ def sinkhorn_unbalanced(a, b, M, reg, reg_m, reg_type="kl", tol=None, max_iter=N
         tol (for a hard marginal this is ``max |log(marginal / target)|``). Default 1e-9 (1e-6 f32).
     max_iter : int, optional
         Default 10000.
-    omega : float or "auto", default 1.0
-        Over-relaxation of the potential updates.
+    omega : float or "auto", default "auto"
+        Over-relaxation of the potential updates (as in :func:`sinkhorn`; 1.0 is plain).
     warm_start : tuple (f, g), optional
     return_plan : bool, default True
 
