@@ -108,7 +108,7 @@ py::dict sinkhorn_dense(py::array C, py::array a, py::array b, double eps, const
     for (index_t j = 0; j < m; ++j) cols.logmass[j] = std::log(bv[j]);
     if (method == "sinkhorn") {
       bool ok = kf::ot::solve_kernel(cp, n, m, av.data(), bv.data(), static_cast<T>(eps), z, opt, info);
-      cost = std::make_unique<kf::ot::DenseCost<T>>(cp, n, m);
+      cost = std::make_unique<kf::ot::DenseCost<T>>(cp, n, m, !ok);
       if (!ok) {
         used = "log";
         auto o2 = opt;
@@ -341,8 +341,9 @@ py::dict sinkhorn_batch(py::array C, py::array a, py::array b, double eps, doubl
       guard.run([&] {
         std::unique_ptr<kf::ot::DenseCost<T>> own;
         const kf::ot::DenseCost<T>* cost = shared_cost.get();
+        // The kernel domain reads rows only: the transpose is built if the log domain is needed.
         if (!shared) {
-          own = std::make_unique<kf::ot::DenseCost<T>>(cp + p * n * m, n, m);
+          own = std::make_unique<kf::ot::DenseCost<T>>(cp + p * n * m, n, m, !kernel);
           cost = own.get();
         }
         kf::ot::Side<T> rows, cols;
@@ -357,6 +358,10 @@ py::dict sinkhorn_batch(py::array C, py::array a, py::array b, double eps, doubl
         if (!kernel) {
           info = kf::ot::solve_log(*cost, rows, cols, z, opt);
         } else if (!kf::ot::solve_kernel(cost->data(), n, m, ap + p * n, bp + p * m, static_cast<T>(eps), z, opt, info)) {
+          if (!shared) {
+            own = std::make_unique<kf::ot::DenseCost<T>>(cp + p * n * m, n, m, true);
+            cost = own.get();
+          }
           auto o2 = opt;
           o2.max_iter = std::max<long>(1, opt.max_iter - info.n_iter);
           kf::ot::Info i2 = kf::ot::solve_log(*cost, rows, cols, z, o2);

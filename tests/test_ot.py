@@ -171,7 +171,7 @@ def test_sns_adaptive_budget_large(n):
 
 def test_sns_random_assignment():
     # Tang et al.'s random assignment problem: iid uniform costs, eps = 1/1200 (n = 200 here).
-    # Plain Sinkhorn crawls; SNS reaches the tolerance within a few hundred iterations.
+    # Plain Sinkhorn crawls; SNS reaches the tolerance in about 20 + 15 iterations (paper: 20 + 9).
     rng = np.random.default_rng(10)
     M = rng.random((200, 200))
     a = uniform(200)
@@ -179,7 +179,7 @@ def test_sns_random_assignment():
     with pytest.warns(kf.ConvergenceWarning):
         ref = kf.ot.sinkhorn(a, a, M, 1 / 1200, method="log", max_iter=3000)
     assert res.converged and not ref.converged
-    assert res.n_iter < 500
+    assert res.n_iter < 100 and res.n_newton < 40
     np.testing.assert_allclose(res.plan.sum(1), a, atol=1e-14)
     assert np.linalg.norm(res.plan.sum(0) - a) < 1e-9
     # the entropic optimum is at least as good as the crawling iterate's objective on feasible plans

@@ -21,8 +21,11 @@ namespace ot {
 template <class T>
 class DenseCost {
  public:
-  // c: row-major contiguous n x m (borrowed). The transpose is built here, once.
-  DenseCost(const T* c, index_t n, index_t m) : c_(c), n_(n), m_(m), ct_(static_cast<size_t>(n) * m) {
+  // c: row-major contiguous n x m (borrowed). The transpose is built here, once, unless the caller
+  // only needs rows (with_transpose = false; then col() must not be called).
+  DenseCost(const T* c, index_t n, index_t m, bool with_transpose = true) : c_(c), n_(n), m_(m) {
+    if (!with_transpose) return;
+    ct_.resize(static_cast<size_t>(n) * m);
     const index_t B = 64;
     const int nt = kf::threads_for(static_cast<size_t>(n) * m, 1 << 18);
 #pragma omp parallel for schedule(static) num_threads(nt)

@@ -258,7 +258,26 @@ __attribute__((target("avx2,fma"))) inline float dot_avx2(const float* x, const 
   for (; j < m; ++j) acc += static_cast<double>(x[j]) * y[j];
   return static_cast<float>(acc);
 }
+__attribute__((target("avx2,fma"))) inline void axpy_avx2(double alpha, const double* x, double* y, index_t m) {
+  const __m256d va = _mm256_set1_pd(alpha);
+  index_t j = 0;
+  for (; j + 4 <= m; j += 4) _mm256_storeu_pd(y + j, _mm256_fmadd_pd(va, _mm256_loadu_pd(x + j), _mm256_loadu_pd(y + j)));
+  for (; j < m; ++j) y[j] += alpha * x[j];
+}
+
+__attribute__((target("avx2,fma"))) inline void axpy_avx2(float alpha, const float* x, float* y, index_t m) {
+  const __m256 va = _mm256_set1_ps(alpha);
+  index_t j = 0;
+  for (; j + 8 <= m; j += 8) _mm256_storeu_ps(y + j, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + j), _mm256_loadu_ps(y + j)));
+  for (; j < m; ++j) y[j] += alpha * x[j];
+}
 #endif  // KF_OT_X86
+
+template <class T>
+void axpy_generic(T alpha, const T* __restrict x, T* __restrict y, index_t m) {
+#pragma omp simd
+  for (index_t j = 0; j < m; ++j) y[j] += alpha * x[j];
+}
 
 template <class T>
 T dot_generic(const T* x, const T* y, index_t m) {
@@ -275,6 +294,19 @@ T dot_generic(const T* x, const T* y, index_t m) {
 }
 
 }  // namespace detail
+
+// y += alpha * x.
+template <class T>
+void axpy(T alpha, const T* x, T* y, index_t m, bool avx2) {
+#ifdef KF_OT_X86
+  if (avx2) {
+    detail::axpy_avx2(alpha, x, y, m);
+    return;
+  }
+#endif
+  (void)avx2;
+  detail::axpy_generic(alpha, x, y, m);
+}
 
 template <class T>
 T dot(const T* x, const T* y, index_t m, bool avx2) {

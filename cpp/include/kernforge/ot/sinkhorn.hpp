@@ -47,6 +47,16 @@ struct Side {
   // (Sejourne, Vialard, Peyre 2022, "Faster unbalanced optimal transport: translation invariant
   // Sinkhorn"), which removes the slow drift along (1, -1) when tau is close to 1.
   double reg_m = 0;
+
+  // Target masses exp(logmass), computed once.
+  mutable std::vector<double> mass_cache;
+  double mass(index_t k) const {
+    if (mass_cache.size() != logmass.size()) {
+      mass_cache.resize(logmass.size());
+      for (size_t i = 0; i < logmass.size(); ++i) mass_cache[i] = std::exp(static_cast<double>(logmass[i]));
+    }
+    return mass_cache[k];
+  }
 };
 
 struct Options {
@@ -131,7 +141,7 @@ struct LogSolver {
   // by_rows = true: update f (rows) from g; false: update g from f.
   // Returns the L2 residual of this side's marginal (state before the update) and the sup change.
   void half_step(bool by_rows, std::vector<T>& pot, T& pot_d, const std::vector<T>& other, T other_d, T eps,
-                 T omega, bool commit, double& l2res, double& supchange) {
+                 T omega, bool commit, double& l2res, double& supchange, bool want_res = true) {
     const Side<T>& me = by_rows ? rows : cols;
     const Side<T>& ot = by_rows ? cols : rows;
     const index_t K = by_rows ? n : m, Lo = by_rows ? m : n;
@@ -146,10 +156,12 @@ struct LogSolver {
     for (index_t k = 0; k < K; ++k) {
       T Lk = ot.dummy ? logaddexp(L[k], extra) : L[k];
       const T lr = detail::ref_of(me.logref, k);
-      const T lmarg = pot[k] * inv + lr + Lk;  // log of this entry's current marginal
-      const double marg = std::exp(static_cast<double>(lmarg));
-      const double target = std::exp(static_cast<double>(me.logmass[k]));
-      res2 += (marg - target) * (marg - target);
+      if (want_res) {
+        const T lmarg = pot[k] * inv + lr + Lk;  // log of this entry's current marginal
+        const double marg = std::exp(static_cast<double>(lmarg));
+        const double target = me.mass(k);
+        res2 += (marg - target) * (marg - target);
+      }
       const T s = detail::tau_of(me.tau, k) * eps * (me.logmass[k] - lr - Lk);
       snk[k] = s;
       sup = std::max(sup, static_cast<double>(std::fabs(s - pot[k]) * inv));
@@ -222,7 +234,7 @@ Info solve_log(const Cost& cost, const Side<T>& rows, const Side<T>& cols, Poten
       double colres, colsup, rowres, rowsup;
       // g-update; its residual is that of the current state (f, g).
       if (opt.balanced) gsave = z.g;
-      S.half_step(false, z.g, z.gd, z.f, z.fd, eps, static_cast<T>(omega), true, colres, colsup);
+      S.half_step(false, z.g, z.gd, z.f, z.fd, eps, static_cast<T>(omega), true, colres, colsup, opt.balanced);
       double err = opt.balanced ? colres : colsup;
       if (!std::isfinite(err)) {
         info.note = "non-finite values in the iteration";
@@ -236,7 +248,7 @@ Info solve_log(const Cost& cost, const Side<T>& rows, const Side<T>& cols, Poten
         stage_done = true;
         break;
       }
-      S.half_step(true, z.f, z.fd, z.g, z.gd, eps, static_cast<T>(omega), true, rowres, rowsup);
+      S.half_step(true, z.f, z.fd, z.g, z.gd, eps, static_cast<T>(omega), true, rowres, rowsup, false);
       last_f_plain = omega == 1.0;
       if (rows.reg_m > 0 && cols.reg_m > 0 && !rows.dummy && !cols.dummy) translate(rows, cols, z);
       ++it;
@@ -289,31 +301,45 @@ template <class T>
 bool solve_kernel(const T* C, index_t n, index_t m, const T* a, const T* b, T eps, Potentials<T>& z,
                   const Options& opt, Info& info) {
   const size_t nm = static_cast<size_t>(n) * m;
-  std::vector<T> K(nm), Kt(nm);
+  std::vector<T> K(nm);
   const T inv = T(1) / eps;
   const T tiny = std::numeric_limits<T>::min() * T(1e6);
   const int nt = kf::threads_for(nm, 16384);
   // Denormal entries would slow every matvec: flush them to zero.
+  const bool avx2 = use_avx2();
+  const std::vector<T> zero(m, T(0));
 #pragma omp parallel for schedule(static) num_threads(nt)
-  for (index_t i = 0; i < n; ++i)
-    for (index_t j = 0; j < m; ++j) {
-      T v = std::exp(-C[i * m + j] * inv);
-      K[i * m + j] = v < tiny ? T(0) : v;
-    }
-  const index_t B = 64;
-#pragma omp parallel for schedule(static) num_threads(nt)
-  for (index_t jb = 0; jb < m; jb += B)
-    for (index_t ib = 0; ib < n; ib += B)
-      for (index_t j = jb; j < std::min(m, jb + B); ++j)
-        for (index_t i = ib; i < std::min(n, ib + B); ++i) Kt[j * n + i] = K[i * m + j];
+  for (index_t i = 0; i < n; ++i) {
+    T* k = K.data() + i * m;
+    exp_row(C + i * m, zero.data(), inv, T(0), m, k, avx2);
+    // exp_row clamps its argument, so entries far below `tiny` come out tiny, not 0: flush them.
+    for (index_t j = 0; j < m; ++j) k[j] = k[j] < tiny ? T(0) : k[j];
+  }
   std::vector<T> u(n), v(m), kv(std::max(n, m));
   for (index_t i = 0; i < n; ++i) u[i] = z.f.empty() ? T(1) : std::exp(z.f[i] * inv);
   for (index_t j = 0; j < m; ++j) v[j] = z.g.empty() ? T(1) : std::exp(z.g[j] * inv);
-  const bool avx2 = use_avx2();
   auto matvec = [&](const std::vector<T>& M, index_t rows, index_t len, const std::vector<T>& x, T* y) {
     const int t = kf::threads_for(static_cast<size_t>(rows) * len, 32768);
 #pragma omp parallel for schedule(dynamic, 16) num_threads(t)
     for (index_t r = 0; r < rows; ++r) y[r] = dot(M.data() + r * len, x.data(), len, avx2);
+  };
+  // K^T u streamed by rows of K (no transposed copy): a fixed partition of the rows into blocks,
+  // partial sums combined in order, so the result does not depend on the thread count.
+  const index_t nb = std::min<index_t>(8, n);
+  std::vector<T> part(static_cast<size_t>(nb) * m);
+  auto matvec_t = [&](const std::vector<T>& x, T* y) {
+    const int t = kf::threads_for(nm, 32768);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(t)
+    for (index_t blk = 0; blk < nb; ++blk) {
+      T* acc = part.data() + blk * m;
+      std::fill(acc, acc + m, T(0));
+      for (index_t i = n * blk / nb; i < n * (blk + 1) / nb; ++i) {
+        if (x[i] != T(0)) axpy(x[i], K.data() + i * m, acc, m, avx2);
+      }
+    }
+    std::copy(part.begin(), part.begin() + m, y);
+    for (index_t blk = 1; blk < nb; ++blk)
+      for (index_t j = 0; j < m; ++j) y[j] += part[blk * m + j];
   };
   const T big = std::sqrt(std::numeric_limits<T>::max()) * T(1e-3);
   auto to_potentials = [&]() {
@@ -331,7 +357,7 @@ bool solve_kernel(const T* C, index_t n, index_t m, const T* a, const T* b, T ep
   const size_t start = info.errors.size();
   long it = info.n_iter;
   while (it < opt.max_iter) {
-    matvec(Kt, m, n, u, kv.data());
+    matvec_t(u, kv.data());
     double res2 = 0;
     bool bad = false;
     for (index_t j = 0; j < m; ++j) {
