@@ -389,10 +389,10 @@ def test_layouts_threads_and_zero_atoms():
     outs = []
     for t in (1, 2):
         with kf.threads(t):
-            outs.append(kf.ot.sinkhorn(a2, a2, M2, 0.01).plan)
-            outs.append(kf.ot.sinkhorn(a2, a2, M2, 0.01, method="sns").plan)
-    np.testing.assert_array_equal(outs[0], outs[2])
-    np.testing.assert_array_equal(outs[1], outs[3])
+            for method in ("log", "sinkhorn", "sns"):
+                outs.append(kf.ot.sinkhorn(a2, a2, M2, 0.01, method=method).plan)
+    for k in range(3):
+        np.testing.assert_array_equal(outs[k], outs[k + 3])
     # zero-mass atoms: zero rows, -inf potentials, the rest equals the reduced problem
     az = a.copy()
     az[:4] = 0
@@ -474,3 +474,10 @@ def test_non_convergence_is_reported_not_raised():
         with pytest.warns(kf.ConvergenceWarning, match="did not converge"):
             res = fn()
         assert not res.converged and np.isfinite(res.plan).all()
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    failures, attempted = doctest.testmod(kf.ot, verbose=False, raise_on_error=False)
+    assert attempted >= 7 and failures == 0

@@ -379,12 +379,12 @@ bool solve_kernel(const T* C, index_t n, index_t m, const T* a, const T* b, T ep
       break;
     }
     for (index_t j = 0; j < m; ++j)
-      v[j] = omega == 1.0 ? vnew[j] : std::pow(v[j], T(1 - omega)) * std::pow(vnew[j], T(omega));
+      v[j] = omega == 1.0 ? vnew[j] : vnew[j] * std::pow(v[j] / vnew[j], T(1 - omega));
     matvec(K, n, m, v, kv.data());
     for (index_t i = 0; i < n; ++i) {
       if (!(kv[i] > T(0)) || !std::isfinite(kv[i])) bad = true;
       unew[i] = a[i] / kv[i];
-      u[i] = omega == 1.0 ? unew[i] : std::pow(u[i], T(1 - omega)) * std::pow(unew[i], T(omega));
+      u[i] = omega == 1.0 ? unew[i] : unew[i] * std::pow(u[i] / unew[i], T(1 - omega));
     }
     last_u_plain = omega == 1.0;
     ++it;
