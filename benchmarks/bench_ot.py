@@ -38,7 +38,7 @@ def run(report, quick=False):
     import ot
 
     warnings.simplefilter("ignore")
-    sizes = [1000] if quick else [1000, 2000, 4000]
+    sizes = [500] if quick else [1000, 2000, 4000]
     regs = [0.01, 0.001] if quick else [0.1, 0.01, 0.001]
     report.note("threads: kf.set_num_threads and threadpoolctl set by run.py; machine shared and loaded, "
                 "so ratios (same process, alternating) are the result, not absolute times")
