@@ -32,8 +32,10 @@ References
    transport problems", Mathematics of Computation, 2018.
 .. [5] J.-D. Benamou, G. Carlier, M. Cuturi, L. Nenna, G. Peyre, "Iterative Bregman projections for
    regularized transportation problems", SIAM J. Sci. Comput., 2015.
-.. [6] C. Zhang, Y. Ren, ... "P^2OT: Progressive Partial Optimal Transport for Deep Imbalanced
+.. [6] C. Zhang, H. Ren, X. He, "P^2OT: Progressive Partial Optimal Transport for Deep Imbalanced
    Clustering", ICLR 2024.
+.. [7] T. Sejourne, F.-X. Vialard, G. Peyre, "Faster Unbalanced Optimal Transport: Translation
+   invariant Sinkhorn and 1-D Frank-Wolfe", AISTATS 2022.
 """
 import dataclasses
 import math
@@ -279,8 +281,8 @@ def sinkhorn(a, b, M, reg, method="log", tol=None, max_iter=None, *, omega="auto
 
     Notes
     -----
-    Cuturi (2013), eq. (2); log-domain updates as in Peyre and Cuturi, *Computational Optimal
-    Transport* (2019), eq. (4.43)-(4.44). SNS: Tang et al. (ICLR 2024), Algorithm 1, with the
+    The entropic problem of Cuturi (2013) [1]_, solved by the log-domain updates of the module
+    docstring. SNS: Tang et al. (ICLR 2024) [2]_, Sinkhorn then Newton on the dual potential, with the
     Hessian sparsified per row to the smallest set of entries holding ``1 - sns_delta`` of the
     row's mass (the paper's fixed budget of about 2 entries per row stalls on dense point clouds).
     Zero-mass atoms are removed before solving: their plan rows/columns are 0 and potentials -inf.
@@ -516,10 +518,10 @@ def sinkhorn_unbalanced(a, b, M, reg, reg_m, reg_type="kl", tol=None, max_iter=N
 
     Notes
     -----
-    Generalised Sinkhorn (Chizat et al. 2018, eq. (4.6) and Prop. 4.2 in the log domain):
+    Generalised Sinkhorn (Chizat et al. 2018 [4]_), in the log domain:
     ``f_i <- tau_a * reg * (log a_i - log R_i - LSE_j((g_j - M_ij)/reg + log R_j))``,
     ``tau = reg_m / (reg_m + reg)``. With both marginals relaxed, each iteration ends with the
-    optimal translation ``f + t, g - t`` of the dual (Sejourne, Vialard, Peyre, AISTATS 2022),
+    optimal translation ``f + t, g - t`` of the dual (Sejourne, Vialard, Peyre 2022 [7]_),
     which removes the slow drift of plain iterations when ``reg_m >> reg``.
 
     Examples
@@ -607,7 +609,7 @@ def partial(a, b, M, reg, mass, tol=None, max_iter=None, *, return_plan=True):
     Dual block-coordinate ascent with ``P_ij = exp((f_i + g_j + mu - M_ij)/reg)``, ``f, g <= 0``:
     ``g_j <- min(0, reg log b_j - reg LSE_i((f_i + mu - M_ij)/reg))``, likewise f, then ``mu``
     rescales the total mass to ``mass``. This is the Dykstra / iterative Bregman projection
-    scheme of Benamou et al. (2015), section 5.1, whose iterates POT forms with dense diagonal
+    scheme of Benamou et al. (2015) [5]_, whose iterates POT forms with dense diagonal
     matrix products (O(n^3) per iteration).
 
     Examples
@@ -685,7 +687,7 @@ def progressive_partial(M, prior=None, rho=1.0, reg=0.1, reg_m=1.0, *, a=None, i
     -----
     Rows are hard (``a``), the dummy column is hard with target ``1 - rho`` (which fixes the
     transported mass to rho), real columns are KL-relaxed with exponent
-    ``tau = reg_m / (reg_m + reg)`` (Zhang et al., ICLR 2024, eq. (6)-(9)); one generalised
+    ``tau = reg_m / (reg_m + reg)`` (the scaling iteration of Zhang et al., ICLR 2024 [6]_); one generalised
     log-domain scaling step, the dummy handled analytically.
 
     Examples

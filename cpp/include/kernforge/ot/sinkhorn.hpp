@@ -5,7 +5,7 @@
 // balanced, unbalanced (KL-relaxed) and progressive-partial problems (papers.md section 5.1):
 //   g_j <- (1 - w) g_j + w * tau_j * eps * (log b_j - lrb_j - LSE_i((f_i - C_ij)/eps + lra_i)),
 // likewise f; tau = 1 is a hard marginal, tau = reg_m / (reg_m + eps) the KL relaxation of
-// Chizat, Peyre, Schmitzer, Vialard (2018), eq. (4.6). An optional dummy column (and row) of
+// Chizat, Peyre, Schmitzer, Vialard (2018). An optional dummy column (and row) of
 // constant cost enters each log-sum-exp analytically, never as an (n+1) x (m+1) matrix.
 // w is the over-relaxation weight: fixed, or adaptive after Lehmann, von Renesse, Sambale, Uschmajew
 // (2021): w = 2 / (1 + sqrt(1 - r)), r the observed per-iteration contraction of the residual.

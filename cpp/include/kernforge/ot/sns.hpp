@@ -1,5 +1,5 @@
 // Sinkhorn-Newton-Sparse (Tang, Shavlovsky, Rahmanian, Tardini, Thekumparampil, Xiao, Ying,
-// "Accelerating Sinkhorn Algorithm with Sparse Newton Iterations", ICLR 2024, Algorithm 1).
+// "Accelerating Sinkhorn Algorithm with Sparse Newton Iterations", ICLR 2024).
 //
 // Stage 1: log-domain Sinkhorn iterations. Stage 2: Newton ascent on the concave Lyapunov potential
 //   F(f, g) = <a, f> + <b, g> - eps * sum_ij P_ij,   P_ij = exp((f_i + g_j - C_ij)/eps),
