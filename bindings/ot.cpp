@@ -227,7 +227,7 @@ template <class T>
 py::dict scaling_dense(py::array C, py::array la, py::array lb, py::object tau_a, py::object tau_b, py::object lra,
                        py::object lrb, py::object dummy_row, py::object dummy_col, double eps, double tol,
                        long max_iter, double omega, py::object f0, py::object g0, double fd0, double gd0,
-                       bool want_plan, double reg_m_a, double reg_m_b) {
+                       bool want_plan, double reg_m_a, double reg_m_b, bool kernel) {
   const index_t n = C.shape(0), m = C.shape(1);
   const T* cp = kf::contiguous_ptr<T>(C, "M", n * m);
   kf::ot::Side<T> rows, cols;
@@ -258,13 +258,29 @@ py::dict scaling_dense(py::array C, py::array la, py::array lb, py::object tau_a
   auto opt = make_options(eps, tol, max_iter, omega, 0.0, 0.0, false);
   std::unique_ptr<kf::ot::DenseCost<T>> cost;
   kf::ot::Info info;
+  std::string used = "log";
   {
     py::gil_scoped_release rel;
-    cost = std::make_unique<kf::ot::DenseCost<T>>(cp, n, m);
-    info = kf::ot::solve_log(*cost, rows, cols, z, opt);
+    bool done = false;
+    if (kernel && !rows.dummy && !cols.dummy) {
+      done = kf::ot::solve_kernel_scaling(cp, n, m, rows, cols, static_cast<T>(eps), z, opt, info);
+      used = done ? "sinkhorn" : "log";
+    }
+    cost = std::make_unique<kf::ot::DenseCost<T>>(cp, n, m, !done);
+    if (!done) {
+      auto o2 = opt;
+      o2.max_iter = std::max<long>(1, max_iter - info.n_iter);
+      kf::ot::Info i2 = kf::ot::solve_log(*cost, rows, cols, z, o2);
+      info.errors.insert(info.errors.end(), i2.errors.begin(), i2.errors.end());
+      info.n_iter += i2.n_iter;
+      info.converged = i2.converged;
+      if (i2.omega != 1.0) info.omega = i2.omega;
+      if (!i2.note.empty()) info.note += (info.note.empty() ? "" : "; ") + i2.note;
+    }
   }
   py::dict d;
   put_info(d, info);
+  d["method"] = used;
   d["f"] = from_vec(z.f);
   d["g"] = from_vec(z.g);
   d["fd"] = static_cast<double>(z.fd);
@@ -426,12 +442,12 @@ void bind_ot(py::module_& m) {
   s.def("scaling_dense", [](py::array C, py::array la, py::array lb, py::object tau_a, py::object tau_b,
                             py::object lra, py::object lrb, py::object dummy_row, py::object dummy_col, double eps,
                             double tol, long max_iter, double omega, py::object f0, py::object g0, double fd0,
-                            double gd0, bool want_plan, double reg_m_a, double reg_m_b) {
+                            double gd0, bool want_plan, double reg_m_a, double reg_m_b, bool kernel) {
     if (is_f32(C))
       return scaling_dense<float>(C, la, lb, tau_a, tau_b, lra, lrb, dummy_row, dummy_col, eps, tol, max_iter,
-                                  omega, f0, g0, fd0, gd0, want_plan, reg_m_a, reg_m_b);
+                                  omega, f0, g0, fd0, gd0, want_plan, reg_m_a, reg_m_b, kernel);
     return scaling_dense<double>(C, la, lb, tau_a, tau_b, lra, lrb, dummy_row, dummy_col, eps, tol, max_iter, omega,
-                                 f0, g0, fd0, gd0, want_plan, reg_m_a, reg_m_b);
+                                 f0, g0, fd0, gd0, want_plan, reg_m_a, reg_m_b, kernel);
   });
   s.def("partial_dense", [](py::array C, py::array la, py::array lb, double mass, double eps, double tol,
                             long max_iter, bool want_plan) {

@@ -187,8 +187,9 @@ def test_sns_random_assignment():
 
 
 # ----------------------------------------------------------------------------- unbalanced, partial
+@pytest.mark.parametrize("method", ["sinkhorn", "log"])
 @pytest.mark.parametrize("reg_type", ["kl", "entropy"])
-def test_unbalanced_matches_pot(reg_type):
+def test_unbalanced_matches_pot(reg_type, method):
     _, _, M = clouds(100, 80, seed=11)
     rng = np.random.default_rng(12)
     a = rng.random(100)
@@ -199,8 +200,8 @@ def test_unbalanced_matches_pot(reg_type):
         warnings.simplefilter("ignore")
         ref = pot.unbalanced.sinkhorn_unbalanced(a, b, M, reg, reg_m, reg_type=reg_type, stopThr=1e-14,
                                                  numItermax=100000)
-    res = kf.ot.sinkhorn_unbalanced(a, b, M, reg, reg_m, reg_type=reg_type, tol=1e-12)
-    assert res.converged
+    res = kf.ot.sinkhorn_unbalanced(a, b, M, reg, reg_m, reg_type=reg_type, method=method, tol=1e-12)
+    assert res.converged and res.method == method
     np.testing.assert_allclose(res.plan, ref, rtol=1e-7, atol=1e-14)
     # The fixed point: f = tau * (reg log a - reg log R_i - reg LSE), tau = reg_m / (reg_m + reg).
     tau = reg_m / (reg_m + reg)
@@ -216,6 +217,16 @@ def test_unbalanced_matches_pot(reg_type):
 
     obj = (ref * M).sum() + reg * kl(ref, Rm) + reg_m * kl(ref.sum(1), a) + reg_m * kl(ref.sum(0), b)
     assert res.objective == pytest.approx(obj, rel=1e-8)
+
+
+def test_unbalanced_small_reg_switches_to_log():
+    _, _, M = clouds(60, seed=27)
+    M[0] = 1.0  # a source far from every target: its kernel row underflows at this reg
+    a = uniform(60)
+    res = kf.ot.sinkhorn_unbalanced(a, 1.2 * a, M, 1e-3, 0.5, max_iter=100000)
+    ref = kf.ot.sinkhorn_unbalanced(a, 1.2 * a, M, 1e-3, 0.5, method="log", max_iter=100000)
+    assert res.method == "log" and "log domain" in res.extra["note"] and res.converged
+    np.testing.assert_allclose(res.plan, ref.plan, atol=1e-10)
 
 
 def test_unbalanced_reg_m_inf_is_balanced_and_large_reg_m_tends_to_it():

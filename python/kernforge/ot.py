@@ -478,8 +478,8 @@ def _reg_m_pair(reg_m):
     return vals
 
 
-def sinkhorn_unbalanced(a, b, M, reg, reg_m, reg_type="kl", tol=None, max_iter=None, *, omega="auto",
-                        warm_start=None, return_plan=True):
+def sinkhorn_unbalanced(a, b, M, reg, reg_m, reg_type="kl", method="sinkhorn", tol=None, max_iter=None, *,
+                        omega="auto", warm_start=None, return_plan=True):
     """Unbalanced entropic OT with KL-relaxed marginals (POT's ``sinkhorn_unbalanced``).
 
     Solves ``min_P <P, M> + reg * KL(P | R) + reg_m1 * KL(P 1 | a) + reg_m2 * KL(P^T 1 | b)`` with
@@ -496,6 +496,10 @@ def sinkhorn_unbalanced(a, b, M, reg, reg_m, reg_type="kl", tol=None, max_iter=N
     reg_m : float or pair
         Marginal relaxation; ``inf`` makes that marginal hard (``reg_m = inf`` is balanced OT).
     reg_type : {"kl", "entropy"}, default "kl"
+    method : {"sinkhorn", "log"}, default "sinkhorn"
+        ``"sinkhorn"``: kernel domain (matrix-vector products), switching automatically to the log
+        domain if the kernel underflows or a scaling leaves the safe range (small reg; the result
+        then says ``method="log"``). ``"log"``: log domain throughout.
     tol : float, optional
         Stop when the largest change of a potential over an iteration, divided by reg, is below
         tol (for a hard marginal this is ``max |log(marginal / target)|``). Default 1e-9 (1e-6 f32).
@@ -534,6 +538,7 @@ def sinkhorn_unbalanced(a, b, M, reg, reg_m, reg_type="kl", tol=None, max_iter=N
            [0.1184769, 0.3220536]])
     """
     check_choice(reg_type, "reg_type", ("kl", "entropy"))
+    check_choice(method, "method", ("sinkhorn", "log"))
     dtype = result_dtype(a=a, b=b, M=M)
     M = _cost(M, dtype)
     n, m = M.shape
@@ -553,7 +558,7 @@ def sinkhorn_unbalanced(a, b, M, reg, reg_m, reg_type="kl", tol=None, max_iter=N
     # Both sides relaxed: translation-invariant iterations (Sejourne et al. 2022).
     tr = (r1, r2) if not (math.isinf(r1) or math.isinf(r2)) else (0.0, 0.0)
     d = _core.ot.scaling_dense(M_s, la, lb, ta, tb, lra, lrb, None, None, reg, tol, max_iter, om, f0, g0, 0.0, 0.0,
-                               bool(return_plan), tr[0], tr[1])
+                               bool(return_plan), tr[0], tr[1], method == "sinkhorn")
     f, g, r, c = d["f"], d["g"], d["r"], d["c"]
     mass = float(r.sum())
     # KL(P | R) = sum P log(P / R) - |P| + |R|, with log(P / R) = (f + g - M) / reg.
@@ -566,8 +571,8 @@ def sinkhorn_unbalanced(a, b, M, reg, reg_m, reg_type="kl", tol=None, max_iter=N
         obj += r2 * _kl(c, b_s)
     res = OTResult(plan=_embed_plan(d["plan"], ka, kb, (n, m)), f=_embed(f, ka, n, -np.inf),
                    g=_embed(g, kb, m, -np.inf), cost=float(d["cost"]), objective=float(obj),
-                   n_iter=int(d["n_iter"]), converged=bool(d["converged"]), errors=d["errors"], method="log",
-                   reg=reg, omega=float(d["omega"]), extra={"mass": mass})
+                   n_iter=int(d["n_iter"]), converged=bool(d["converged"]), errors=d["errors"], method=d["method"],
+                   reg=reg, omega=float(d["omega"]), extra={"mass": mass, **({"note": d["note"]} if d["note"] else {})})
     return _warn(res, "sinkhorn_unbalanced")
 
 
@@ -730,7 +735,7 @@ def progressive_partial(M, prior=None, rho=1.0, reg=0.1, reg_m=1.0, *, a=None, i
     lb = np.log(rho * prior).astype(dtype)
     dummy = (0.0, math.log(1 - rho), 1.0) if rho < 1 else None
     d = _core.ot.scaling_dense(M, np.log(a), lb, None, tb, None, None, None, dummy, reg, tol, max_iter, 1.0, f0, g0,
-                               0.0, gd0, bool(return_plan), 0.0, 0.0)
+                               0.0, gd0, bool(return_plan), 0.0, 0.0, False)
     f, g, r, c = d["f"], d["g"], d["r"], d["c"]
     mass = float(c.sum())
     # Entropy over the real block only (the dummy column is bookkeeping).

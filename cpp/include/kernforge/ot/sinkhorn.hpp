@@ -430,6 +430,130 @@ bool solve_kernel(const T* C, index_t n, index_t m, const T* a, const T* b, T ep
   return true;
 }
 
+// Kernel-domain generalised scaling for the unbalanced problem without dummies:
+// P = diag(U) K diag(V), K = exp(-C/eps), U_i = exp(f_i/eps + lra_i), V_j = exp(g_j/eps + lrb_j),
+// U_i <- exp(lra_i) (a_i exp(-lra_i) / (K V)_i)^tau_i (over-relaxed in the log), likewise V, and
+// the translation step of translate() when both sides are relaxed. Same stopping rule as the log
+// solver (max |potential change| / eps). Returns false, with z holding usable potentials (or
+// empty), if K underflows or a scaling leaves the safe range: the caller continues in the log domain.
+template <class T>
+bool solve_kernel_scaling(const T* C, index_t n, index_t m, const Side<T>& rows, const Side<T>& cols, T eps,
+                          Potentials<T>& z, const Options& opt, Info& info) {
+  const size_t nm = static_cast<size_t>(n) * m;
+  std::vector<T> K(nm);
+  const T inv = T(1) / eps;
+  const T tiny = std::numeric_limits<T>::min() * T(1e6);
+  const bool avx2 = use_avx2();
+  const int nt = kf::threads_for(nm, 16384);
+  const std::vector<T> zero(m, T(0));
+#pragma omp parallel for schedule(static) num_threads(nt)
+  for (index_t i = 0; i < n; ++i) {
+    T* k = K.data() + i * m;
+    exp_row(C + i * m, zero.data(), inv, T(0), m, k, avx2);
+    for (index_t j = 0; j < m; ++j) k[j] = k[j] < tiny ? T(0) : k[j];
+  }
+  // Work with log-scalings lu = log U, lv = log V (cheap: n + m logs per iteration).
+  std::vector<double> lu(n), lv(m);
+  for (index_t i = 0; i < n; ++i)
+    lu[i] = (z.f.empty() ? 0.0 : static_cast<double>(z.f[i]) * inv) + detail::ref_of(rows.logref, i);
+  for (index_t j = 0; j < m; ++j)
+    lv[j] = (z.g.empty() ? 0.0 : static_cast<double>(z.g[j]) * inv) + detail::ref_of(cols.logref, j);
+  std::vector<T> u(n), v(m), ku(m), kv(n);
+  const index_t nb = std::min<index_t>(8, n);
+  std::vector<T> part(static_cast<size_t>(nb) * m);
+  auto to_potentials = [&]() {
+    z.f.resize(n);
+    z.g.resize(m);
+    for (index_t i = 0; i < n; ++i) z.f[i] = static_cast<T>(eps * (lu[i] - detail::ref_of(rows.logref, i)));
+    for (index_t j = 0; j < m; ++j) z.g[j] = static_cast<T>(eps * (lv[j] - detail::ref_of(cols.logref, j)));
+  };
+  const double lim = sizeof(T) == 8 ? 600.0 : 70.0;  // |log scaling| kept inside the safe range
+  double omega = opt.adaptive ? 1.0 : opt.omega;
+  bool locked = !opt.adaptive;
+  double best = std::numeric_limits<double>::infinity();
+  const size_t start = info.errors.size();
+  long it = info.n_iter;
+  while (it < opt.max_iter) {
+    double sup = 0;
+    bool bad = false;
+    // V update from K^T U.
+    for (index_t i = 0; i < n; ++i) u[i] = static_cast<T>(std::exp(lu[i]));
+    const int t = kf::threads_for(nm, 32768);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(t)
+    for (index_t blk = 0; blk < nb; ++blk) {
+      T* acc = part.data() + blk * m;
+      std::fill(acc, acc + m, T(0));
+      for (index_t i = n * blk / nb; i < n * (blk + 1) / nb; ++i)
+        if (u[i] != T(0)) axpy(u[i], K.data() + i * m, acc, m, avx2);
+    }
+    std::copy(part.begin(), part.begin() + m, ku.begin());
+    for (index_t blk = 1; blk < nb; ++blk)
+      for (index_t j = 0; j < m; ++j) ku[j] += part[blk * m + j];
+    for (index_t j = 0; j < m; ++j) {
+      if (!(ku[j] > T(0)) || !std::isfinite(ku[j])) bad = true;
+      const double lr = detail::ref_of(cols.logref, j);
+      const double ls = lr + detail::tau_of(cols.tau, j) * (cols.logmass[j] - lr - std::log(static_cast<double>(ku[j])));
+      sup = std::max(sup, std::fabs(ls - lv[j]));
+      lv[j] += omega * (ls - lv[j]);
+      v[j] = static_cast<T>(std::exp(lv[j]));
+    }
+    // U update from K V.
+#pragma omp parallel for schedule(dynamic, 16) num_threads(t)
+    for (index_t i = 0; i < n; ++i) kv[i] = dot(K.data() + i * m, v.data(), m, avx2);
+    for (index_t i = 0; i < n; ++i) {
+      if (!(kv[i] > T(0)) || !std::isfinite(kv[i])) bad = true;
+      const double lr = detail::ref_of(rows.logref, i);
+      const double ls = lr + detail::tau_of(rows.tau, i) * (rows.logmass[i] - lr - std::log(static_cast<double>(kv[i])));
+      sup = std::max(sup, std::fabs(ls - lu[i]));
+      lu[i] += omega * (ls - lu[i]);
+    }
+    ++it;
+    if (bad || !std::isfinite(sup)) {
+      info.note = "kernel underflow: switched to the log domain";
+      info.n_iter = it;
+      z.f.clear();
+      z.g.clear();
+      return false;
+    }
+    if (rows.reg_m > 0 && cols.reg_m > 0) {
+      to_potentials();
+      translate(rows, cols, z);
+      for (index_t i = 0; i < n; ++i) lu[i] = z.f[i] * inv + detail::ref_of(rows.logref, i);
+      for (index_t j = 0; j < m; ++j) lv[j] = z.g[j] * inv + detail::ref_of(cols.logref, j);
+    }
+    info.errors.push_back(sup);
+    double mx = 0;
+    for (double x : lu) mx = std::max(mx, std::fabs(x));
+    for (double x : lv) mx = std::max(mx, std::fabs(x));
+    if (!(mx < lim)) {
+      info.note = "kernel scaling overflow: switched to the log domain";
+      info.n_iter = it;
+      to_potentials();
+      return false;
+    }
+    if (sup < opt.tol) {
+      info.converged = true;
+      break;
+    }
+    best = std::min(best, sup);
+    const size_t k = info.errors.size() - start;
+    if (!locked && k >= static_cast<size_t>(opt.omega_warmup) && k >= 11) {
+      const double e1 = info.errors.back(), e0 = info.errors[info.errors.size() - 11];
+      if (e1 > 0 && e0 > 0 && e1 < e0) {
+        const double r = std::pow(e1 / e0, 0.1);
+        omega = std::min(opt.omega_max, 2.0 / (1.0 + std::sqrt(std::max(0.0, 1.0 - r))));
+        info.omega = omega;
+      }
+      locked = true;
+    } else if (omega > 1.0 && sup > 10.0 * best) {
+      omega = 1.0;
+    }
+  }
+  info.n_iter = it;
+  to_potentials();
+  return true;
+}
+
 // Plan, marginals and <P, C> of P_ij = exp((f_i + g_j - C_ij)/eps + lra_i + lrb_j) (real block).
 // plan may be null (only the sums). Column sums use a fixed block partition of the rows so that
 // the result does not depend on the thread count.
