@@ -20,7 +20,7 @@ from ._threads import get_num_threads, set_num_threads, threads  # noqa: E402
 
 __version__ = _core.__version__
 
-from . import encoding, gemm, optimize, sketch, sor  # noqa: E402
+from . import encoding, gemm, optimize, ot, sketch, sor  # noqa: E402
 
 __all__ = [
     "__version__",
@@ -32,6 +32,7 @@ __all__ = [
     "encoding",
     "gemm",
     "optimize",
+    "ot",
     "sketch",
     "sor",
 ]
