@@ -1,0 +1,20 @@
+"""Randomized sketching: operators, sketch-based least squares, row sampling, randomized SVD.
+
+Operators (``S @ A``, ``A @ S.T``, ``S.T @ Y``, ``to_dense()``, ``to_sparse()``):
+:class:`CountSketch`, :class:`SparseSign`, :class:`VerySparseRandomProjection`, :class:`Gaussian`,
+:class:`SRHT`. Drivers: :func:`lstsq` (randomized Cholesky-QR, sketch-and-precondition LSQR/LSMR,
+sketch-and-solve), :func:`leverage_scores`, :func:`lewis_weights`, :func:`sample_rows`,
+:func:`randomized_svd`.
+"""
+from ._operators import (SKETCHES, SRHT, CountSketch, Gaussian, SketchOperator, SparseSign,
+                         VerySparseRandomProjection)
+
+__all__ = [
+    "SketchOperator",
+    "CountSketch",
+    "SparseSign",
+    "VerySparseRandomProjection",
+    "Gaussian",
+    "SRHT",
+    "SKETCHES",
+]
