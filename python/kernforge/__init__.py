@@ -21,6 +21,7 @@ from ._threads import get_num_threads, set_num_threads, threads  # noqa: E402
 __version__ = _core.__version__
 
 from . import sor  # noqa: E402
+from . import sketch  # noqa: E402
 
 __all__ = [
     "__version__",
@@ -30,6 +31,7 @@ __all__ = [
     "threads",
     "show_config",
     "sor",
+    "sketch",
 ]
 
 

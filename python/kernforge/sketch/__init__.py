@@ -8,6 +8,9 @@ sketch-and-solve), :func:`leverage_scores`, :func:`lewis_weights`, :func:`sample
 """
 from ._operators import (SKETCHES, SRHT, CountSketch, Gaussian, SketchOperator, SparseSign,
                          VerySparseRandomProjection)
+from ._lstsq import LstsqResult, lstsq
+from ._sampling import SampleResult, leverage_scores, lewis_weights, sample_rows
+from ._svd import SVDResult, randomized_svd
 
 __all__ = [
     "SketchOperator",
@@ -17,4 +20,12 @@ __all__ = [
     "Gaussian",
     "SRHT",
     "SKETCHES",
+    "LstsqResult",
+    "lstsq",
+    "SampleResult",
+    "leverage_scores",
+    "lewis_weights",
+    "sample_rows",
+    "SVDResult",
+    "randomized_svd",
 ]

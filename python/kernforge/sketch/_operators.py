@@ -436,7 +436,7 @@ class Gaussian(SketchOperator):
     >>> import numpy as np, kernforge as kf
     >>> S = kf.sketch.Gaussian(200, 1000, seed=0)
     >>> x = np.ones(1000)
-    >>> 0.8 < np.linalg.norm(S @ x) / np.linalg.norm(x) < 1.2
+    >>> bool(0.8 < np.linalg.norm(S @ x) / np.linalg.norm(x) < 1.2)
     True
     """
 
