@@ -83,11 +83,15 @@ def _validate_A(A):
 
 
 def _matvec(kind, A, X):
-    return A @ X if kind != "linop" else A.matmat(X)
+    if kind != "linop":
+        return A @ X
+    return A.matvec(X) if X.ndim == 1 else A.matmat(X)
 
 
 def _rmatvec(kind, A, X):
-    return A.T @ X if kind != "linop" else A.rmatmat(X)
+    if kind != "linop":
+        return A.T @ X
+    return A.rmatvec(X) if X.ndim == 1 else A.rmatmat(X)
 
 
 class _Preconditioner:
@@ -174,7 +178,7 @@ def _cholqr(kind, A, B, S, P, dt, refine):
     return X, refine
 
 
-def _precondition(kind, A, B, S, SA_P, SB, P, dt, rtol, max_iter, solver):
+def _precondition(kind, A, B, S, SA_P, SB, P, dt, rtol, max_iter, solver, refine):
     n, d = A.shape
     r = P.rank
     # Sketch-and-solve start: x0 = (S A)^+ S b = N N^T (S A)^T S b.
@@ -189,24 +193,36 @@ def _precondition(kind, A, B, S, SA_P, SB, P, dt, rtol, max_iter, solver):
         return P.apply_t(_rmatvec(kind, A, np.asarray(z, dtype=dt).reshape(n)))
 
     op = spla.LinearOperator((n, r), matvec=mv, rmatvec=rmv, dtype=dt)
+
+    def krylov(rhs):
+        if solver == "lsqr":
+            out = spla.lsqr(op, rhs, atol=rtol, btol=rtol, conlim=1e12, iter_lim=max_iter)
+        else:
+            out = spla.lsmr(op, rhs, atol=rtol, btol=rtol, conlim=1e12, maxiter=max_iter)
+        # istop 3: the (preconditioned) condition estimate passed conlim; 7: iteration cap.
+        return P.apply(out[0].astype(dt, copy=False)), int(out[2]), out[1] not in (3, 7)
+
     X = np.empty_like(X0)
     n_iter, converged = 0, True
     for j in range(B.shape[1]):
-        if solver == "lsqr":
-            out = spla.lsqr(op, R0[:, j], atol=rtol, btol=rtol, conlim=1e12, iter_lim=max_iter)
-        else:
-            out = spla.lsmr(op, R0[:, j], atol=rtol, btol=rtol, conlim=1e12, maxiter=max_iter)
-        y, istop, itn = out[0], out[1], out[2]
-        # istop 3: the (preconditioned) condition estimate passed conlim; 7: iteration cap.
-        ok = istop not in (3, 7)
-        X[:, j] = X0[:, j] + P.apply(y.astype(dt, copy=False))
-        n_iter = max(n_iter, int(itn))
+        dx, it, ok = krylov(R0[:, j])
+        x = X0[:, j] + dx
+        for _ in range(refine):
+            # Sketch-and-precondition alone is forward but not backward stable when kappa(A) is
+            # large (Meier, Nakatsukasa, Townsend & Webb, 2024); restarting the Krylov solve on
+            # the recomputed residual (SPIR, Epperly, Meier & Nakatsukasa, 2024) restores it.
+            dx, it2, ok2 = krylov(B[:, j] - _matvec(kind, A, x))
+            x = x + dx
+            it += it2
+            ok = ok and ok2
+        X[:, j] = x
+        n_iter = max(n_iter, it)
         converged &= bool(ok)
     return X, n_iter, converged
 
 
 def lstsq(A, b, method="auto", *, sketch=None, sketch_size=None, rtol=None, max_iter=None, rank_rtol=None,
-          solver="lsqr", seed=0, warn=True):
+          solver="lsqr", refine=1, seed=0, warn=True):
     """Least squares ``min_x ||A x - b||_2`` for tall A by randomized sketching.
 
     Parameters
@@ -243,6 +259,11 @@ def lstsq(A, b, method="auto", *, sketch=None, sketch_size=None, rtol=None, max_
         as in numpy.linalg.lstsq).
     solver : {"lsqr", "lsmr"}
         Krylov solver for "precondition".
+    refine : int, default 1
+        Steps of iterative refinement: "cholqr" re-solves with the residual (cheap: the
+        factorization is reused); "precondition" restarts LSQR/LSMR on the recomputed residual,
+        which makes sketch-and-precondition backward stable at large condition numbers (SPIR).
+        0 turns refinement off.
     seed : int, default 0
         Seed of the sketch (ignored when ``sketch`` is an operator).
     warn : bool, default True
@@ -355,6 +376,7 @@ def lstsq(A, b, method="auto", *, sketch=None, sketch_size=None, rtol=None, max_
     if max_iter is None:
         max_iter = max(200, 4 * d)
     max_iter = check_int(max_iter, "max_iter", minimum=1)
+    refine = check_int(refine, "refine", minimum=0)
 
     SA = np.asarray(S._apply_prepared(*_operand(kind, A)), dtype=dt)
     if method == "solve":
@@ -367,11 +389,11 @@ def lstsq(A, b, method="auto", *, sketch=None, sketch_size=None, rtol=None, max_
         P = _sketch_factor(SA, rank_rtol)
         rank = P.rank
         if method == "cholqr":
-            X, n_iter = _cholqr(kind, A, B, S, P, dt, refine=1)
+            X, n_iter = _cholqr(kind, A, B, S, P, dt, refine)
             converged = True
         else:
             SB = S._apply_prepared("dense", B)
-            X, n_iter, converged = _precondition(kind, A, B, S, keep, SB, P, dt, rtol, max_iter, solver)
+            X, n_iter, converged = _precondition(kind, A, B, S, keep, SB, P, dt, rtol, max_iter, solver, refine)
             if not converged and warn:
                 warnings.warn(f"{solver.upper()} on the preconditioned system did not reach rtol={rtol:g} in "
                               f"{max_iter} iterations", ConvergenceWarning, stacklevel=2)
