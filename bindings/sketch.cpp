@@ -70,7 +70,7 @@ py::tuple sparse_build(const std::string& kind, index_t m, index_t n, double par
 
 template <class T>
 py::array sparse_apply_dense_t(const py::array& ptr, const py::array& idx, const py::array& val, index_t outer,
-                               index_t m, const py::array& A, bool by_rows) {
+                               index_t m, const py::array& A, bool by_rows, bool scatter) {
   const auto S = compressed<T>(ptr, idx, val, outer);
   const auto Av = const_view<T>(A, "A");
   if (by_rows) {
@@ -78,6 +78,15 @@ py::array sparse_apply_dense_t(const py::array& ptr, const py::array& idx, const
     T* o = out.mutable_data();
     py::gil_scoped_release release;
     kf::sketch::apply_rows_dense(S, Av, o, Av.cols);
+    return std::move(out);
+  }
+  if (scatter) {
+    KF_REQUIRE(Av.rows == outer, "A must have ", outer, " rows, got ", Av.rows);
+    KF_REQUIRE(Av.col_stride == 1 || Av.cols <= 1, "A must have contiguous rows for the scatter kernel");
+    py::array_t<T> out({static_cast<py::ssize_t>(m), static_cast<py::ssize_t>(Av.cols)});
+    T* o = out.mutable_data();
+    py::gil_scoped_release release;
+    kf::sketch::apply_scatter_dense(S, m, Av, o);
     return std::move(out);
   }
   KF_REQUIRE(Av.rows == outer, "A must have ", outer, " rows, got ", Av.rows);
@@ -88,11 +97,12 @@ py::array sparse_apply_dense_t(const py::array& ptr, const py::array& idx, const
   return std::move(out);
 }
 
-// S (by rows) times A (dense, strided): C-ordered m x d. Or S (by columns) times A: F-ordered.
+// S (by rows) times A (dense, strided): C-ordered m x d, gathering rows of A. Or S (by columns)
+// times A: F-ordered, reading A by columns; or, with scatter, C-ordered, streaming A by rows.
 py::array sparse_apply_dense(const py::array& ptr, const py::array& idx, const py::array& val, index_t outer,
-                             index_t m, const py::array& A, bool by_rows) {
-  if (is_f32(A)) return sparse_apply_dense_t<float>(ptr, idx, val, outer, m, A, by_rows);
-  return sparse_apply_dense_t<double>(ptr, idx, val, outer, m, A, by_rows);
+                             index_t m, const py::array& A, bool by_rows, bool scatter) {
+  if (is_f32(A)) return sparse_apply_dense_t<float>(ptr, idx, val, outer, m, A, by_rows, scatter);
+  return sparse_apply_dense_t<double>(ptr, idx, val, outer, m, A, by_rows, scatter);
 }
 
 template <class T, class I>
@@ -215,7 +225,7 @@ void bind_sketch(py::module_& m) {
   s.def("sparse_build", &sparse_build, py::arg("kind"), py::arg("m"), py::arg("n"), py::arg("param"), py::arg("seed"),
         "Build a sparse sketch: (csc_ptr, csc_idx, csc_val, csr_ptr, csr_idx, csr_val), 64-bit indices.");
   s.def("sparse_apply_dense", &sparse_apply_dense, py::arg("ptr"), py::arg("idx"), py::arg("val"), py::arg("outer"),
-        py::arg("m"), py::arg("A"), py::arg("by_rows"));
+        py::arg("m"), py::arg("A"), py::arg("by_rows"), py::arg("scatter") = false);
   s.def("sparse_apply_sparse", &sparse_apply_sparse, py::arg("ptr"), py::arg("idx"), py::arg("val"), py::arg("outer"),
         py::arg("m"), py::arg("indptr"), py::arg("indices"), py::arg("data"), py::arg("n"), py::arg("d"),
         py::arg("by_rows"));

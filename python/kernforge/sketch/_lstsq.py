@@ -53,7 +53,7 @@ class LstsqResult(Result):
     sketch_size: int
 
 
-def _validate_A(A):
+def _validate_A(A, check=True):
     if isinstance(A, spla.LinearOperator):
         if len(A.shape) != 2:
             raise ValueError(f"A must be 2-D, got shape {A.shape}")
@@ -78,7 +78,8 @@ def _validate_A(A):
     dt = float_dtype_of("A", arr)
     if arr.dtype != dt:
         arr = arr.astype(dt)
-    check_finite(arr, "A")
+    if check:
+        check_finite(arr, "A")
     return "dense", arr, dt
 
 
@@ -138,24 +139,37 @@ def _dense_A(kind, A, dt):
     return np.asarray(A.matmat(np.eye(A.shape[1], dtype=dt)), dtype=dt)
 
 
-def _cholqr(kind, A, B, S, P, dt, refine):
-    """Randomized Cholesky-QR: M = A N, M^T M = R1^T R1, x = N R1^{-1} R1^{-T} M^T b, plus refinement."""
-    Ad = _dense_A(kind, A, dt)
-    if P.R is not None:
-        # M = A R0^{-1} with one BLAS-3 triangular solve (trsm) on a copy of A.
-        trsm = sla.get_blas_funcs("trsm", (P.R,))
-        if Ad.flags.f_contiguous and not Ad.flags.c_contiguous:
-            M = trsm(1.0, P.R, Ad, side=1, lower=0, trans_a=0, diag=0)
-        else:  # C order: solve M^T = R0^{-T} A^T on the F-ordered A^T
-            M = trsm(1.0, P.R, np.ascontiguousarray(Ad).T, side=0, lower=0, trans_a=1, diag=0).T
-    else:
-        M = Ad @ (P.V / P.s)
-    # Gram matrix with syrk on the F-ordered view of M^T or M.
-    syrk = sla.get_blas_funcs("syrk", (M,))
-    if M.flags.c_contiguous:
-        G = syrk(1.0, M.T, trans=0, lower=0)
-    else:
-        G = syrk(1.0, M, trans=1, lower=0)
+def _cholqr(kind, A, B, P, dt, refine):
+    """Randomized Cholesky-QR: M = A N, M^T M = R1^T R1, x = N R1^{-1} R1^{-T} M^T b, plus refinement.
+
+    M is formed a block of rows at a time and folded into the Gram matrix and M^T b while the block
+    is still in cache, so A is streamed once for the factorization and M (as large as A) never exists.
+    """
+    if kind == "linop":
+        A, kind = _dense_A(kind, A, dt), "dense"
+    Ad = A
+    n = Ad.shape[0]
+    r = P.rank
+    bs = max(256, (1 << 19) // max(r, 1))
+    G = np.zeros((r, r), dtype=dt)
+    C = np.zeros((r, B.shape[1]), dtype=dt)
+    trsm = sla.get_blas_funcs("trsm", (P.R,)) if P.R is not None else None
+    NV = None if P.R is not None else (P.V / P.s).astype(dt)
+
+    def m_block(i0, i1):
+        Ab = Ad[i0:i1]
+        if kind == "sparse":
+            Ab = Ab.toarray()
+        if trsm is not None:
+            # (A_b R0^{-1})^T = R0^{-T} A_b^T: one BLAS-3 trsm on the F-ordered A_b^T; returns M_b^T.
+            return trsm(1.0, P.R, np.ascontiguousarray(Ab).T, side=0, lower=0, trans_a=1, diag=0)
+        return (Ab @ NV).T
+
+    for i0 in range(0, n, bs):
+        i1 = min(n, i0 + bs)
+        Mt = m_block(i0, i1)
+        G += Mt @ Mt.T
+        C += Mt @ B[i0:i1]
     try:
         R1 = sla.cholesky(G, lower=False, check_finite=False)
         if not np.all(np.isfinite(R1)):
@@ -163,18 +177,19 @@ def _cholqr(kind, A, B, S, P, dt, refine):
     except np.linalg.LinAlgError:
         # The sketch failed to precondition (kappa(A N) too large for a Gram matrix): take the
         # Householder QR of M instead, slower but always stable.
-        R1 = sla.qr(M, mode="r", check_finite=False)[0][: M.shape[1]]
+        M = np.vstack([m_block(i0, min(n, i0 + bs)).T for i0 in range(0, n, bs)])
+        Q, R1 = sla.qr(M, mode="economic", check_finite=False)
+        C = R1.T @ (Q.T @ B)
 
-    def solve(Rhs):
-        c = M.T @ Rhs
+    def solve(c):
         y = sla.solve_triangular(R1, c, lower=False, trans="T", check_finite=False)
         y = sla.solve_triangular(R1, y, lower=False, check_finite=False)
         return P.apply(y)
 
-    X = solve(B)
+    X = solve(C)
     for _ in range(refine):
-        Rsd = B - _matvec(kind, A, X)
-        X = X + solve(Rsd)
+        Rsd = B - _matvec(kind, Ad, X)
+        X = X + solve(P.apply_t(_rmatvec(kind, Ad, Rsd)))
     return X, refine
 
 
@@ -323,7 +338,7 @@ def lstsq(A, b, method="auto", *, sketch=None, sketch_size=None, rtol=None, max_
     """
     check_choice(method, "method", _METHODS)
     check_choice(solver, "solver", ("lsqr", "lsmr"))
-    kind, A, dt_a = _validate_A(A)
+    kind, A, dt_a = _validate_A(A, check=False)
     n, d = A.shape
     if n < d:
         raise ValueError(f"A must be tall (n >= d) for sketched least squares, got shape {A.shape}; "
@@ -366,6 +381,11 @@ def lstsq(A, b, method="auto", *, sketch=None, sketch_size=None, rtol=None, max_
         raise ValueError(f"sketch_size m = {m} is smaller than d = {d}: too small to precondition "
                          f"(S A must have at least d rows; use m >= 2 d, ideally 4 d)")
     S = make_sketch(sketch, m, n, seed)
+    # A dense A is checked for NaN/inf through its sketch when every row of A reaches the sketch
+    # with a nonzero weight (then a non-finite entry always leaves a non-finite S A): one pass saved.
+    check_later = kind == "dense" and getattr(S, "covers_all_rows", False)
+    if kind == "dense" and not check_later:
+        check_finite(A, "A")
 
     if rank_rtol is None:
         rank_rtol = max(m, d) * eps
@@ -379,6 +399,9 @@ def lstsq(A, b, method="auto", *, sketch=None, sketch_size=None, rtol=None, max_
     refine = check_int(refine, "refine", minimum=0)
 
     SA = np.asarray(S._apply_prepared(*_operand(kind, A)), dtype=dt)
+    if check_later and not np.isfinite(SA).all():
+        check_finite(A, "A")
+        raise ValueError("A is too large in magnitude: its sketch overflows; rescale A")
     if method == "solve":
         SB = S._apply_prepared("dense", B)
         X, _, rank, _ = sla.lstsq(SA, SB, cond=rank_rtol, check_finite=False)
@@ -389,7 +412,7 @@ def lstsq(A, b, method="auto", *, sketch=None, sketch_size=None, rtol=None, max_
         P = _sketch_factor(SA, rank_rtol)
         rank = P.rank
         if method == "cholqr":
-            X, n_iter = _cholqr(kind, A, B, S, P, dt, refine)
+            X, n_iter = _cholqr(kind, A, B, P, dt, refine)
             converged = True
         else:
             SB = S._apply_prepared("dense", B)

@@ -77,6 +77,7 @@ class SketchOperator:
     __array_ufunc__ = None
     __array_priority__ = 1000
     dense_kind = False  # True for operators whose entries are all nonzero (Gaussian, SRHT)
+    covers_all_rows = False  # True when every column of S has a nonzero (a NaN in A always shows in S A)
 
     def __init__(self, m, n, seed=0):
         self.m = check_int(m, "m", minimum=1)
@@ -229,6 +230,9 @@ class _SparseSketch(SketchOperator):
         else:
             by_rows = A.strides[1] <= A.strides[0]
         if by_rows:
+            if A.strides[1] == item or A.shape[1] == 1:  # contiguous rows: stream A once, scatter
+                return _core_sketch.sparse_apply_dense(self._csc_ptr, self._csc_idx, csc_val, self.n, self.m, A,
+                                                       False, True)
             return _core_sketch.sparse_apply_dense(self._csr_ptr, self._csr_idx, csr_val, self.m, self.m, A, True)
         return _core_sketch.sparse_apply_dense(self._csc_ptr, self._csc_idx, csc_val, self.n, self.m, A, False)
 
@@ -293,6 +297,8 @@ class CountSketch(_SparseSketch):
     True
     """
 
+    covers_all_rows = True
+
     _kind = "countsketch"
 
     def __init__(self, m, n, seed=0):
@@ -339,6 +345,8 @@ class SparseSign(_SparseSketch):
     >>> bool(np.allclose((S.to_dense() ** 2).sum(axis=0), 1.0))
     True
     """
+
+    covers_all_rows = True
 
     _kind = "sparse_sign"
 
@@ -440,6 +448,8 @@ class Gaussian(SketchOperator):
     True
     """
 
+    covers_all_rows = True
+
     dense_kind = True
 
     def _block(self):
@@ -518,6 +528,8 @@ class SRHT(SketchOperator):
     >>> bool(np.allclose(S @ A, D @ A))
     True
     """
+
+    covers_all_rows = True
 
     dense_kind = True
 

@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "kernforge/common/config.hpp"
 #include "kernforge/common/errors.hpp"
 #include "kernforge/common/rng.hpp"
 #include "kernforge/common/threads.hpp"
@@ -193,6 +194,39 @@ void apply_rows_dense(const Compressed64<T>& S, const MatrixView<const T>& A, T*
         for (index_t k = 0; k < d; ++k) o[k] += v * a[k];
       } else {
         for (index_t k = 0; k < d; ++k) o[k] += v * a[k * cs];
+      }
+    }
+  }
+}
+
+// out (m x d, row-major) = S A with S given by columns (CSC) and A a dense matrix with contiguous
+// rows, streamed once in order: row j of A is scattered into the output rows of column j of S.
+// Threads own stripes of output columns (at least 16 wide), so every output entry is summed by
+// one thread in the order of j and the result does not depend on the thread count. This beats
+// apply_rows_dense (a gather of random rows of A) when A does not fit in cache.
+template <class T>
+void apply_scatter_dense(const Compressed64<T>& S, index_t m, const MatrixView<const T>& A, T* out) {
+  const index_t n = S.outer, d = A.cols;
+  const std::size_t work = static_cast<std::size_t>(S.ptr[n]) * static_cast<std::size_t>(d);
+  const index_t min_stripe = 16;
+  const int nt = std::max<int>(1, std::min<int>(threads_for(work), static_cast<int>((d + min_stripe - 1) / min_stripe)));
+  for (index_t q = 0; q < m * d; ++q) out[q] = T(0);
+#pragma omp parallel num_threads(nt)
+  {
+    const int t = omp_thread_id(), T_ = omp_team_size();
+    // Stripe boundaries rounded to multiples of 8 so no two threads share a cache line of out.
+    auto bound = [&](int k) { return std::min<index_t>(d, ((d * k / T_) + 7) / 8 * 8); };
+    const index_t c0 = t == 0 ? 0 : bound(t), c1 = t == T_ - 1 ? d : bound(t + 1);
+    const index_t w = c1 - c0;
+    if (w > 0) {
+      for (index_t j = 0; j < n; ++j) {
+        const T* __restrict a = A.data + j * A.row_stride + c0;
+        for (std::int64_t q = S.ptr[j]; q < S.ptr[j + 1]; ++q) {
+          const T v = S.val[q];
+          T* __restrict o = out + S.idx[q] * d + c0;
+#pragma omp simd
+          for (index_t k = 0; k < w; ++k) o[k] += v * a[k];
+        }
       }
     }
   }
