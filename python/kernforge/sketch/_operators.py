@@ -22,8 +22,11 @@ __all__ = ["SketchOperator", "CountSketch", "SparseSign", "VerySparseRandomProje
 _core_sketch = _core.sketch
 
 
-def _prepare_operand(A, n, name, what):
-    """A as (kind, array) with kind in {"dense", "csr", "csc", "linop"}, checked against n rows."""
+def _prepare_operand(A, n, name, what, check=True):
+    """A as (kind, array) with kind in {"dense", "csr", "csc", "linop"}, checked against n rows.
+
+    ``check=False`` skips the NaN/inf scan of a dense A (the caller checks the product instead).
+    """
     if isinstance(A, spla.LinearOperator):
         if A.shape[0] != n:
             raise ValueError(f"{name} must have {n} rows {what}, got shape {A.shape}")
@@ -54,7 +57,7 @@ def _prepare_operand(A, n, name, what):
     dt = float_dtype_of(name, arr)
     if arr.dtype != dt:
         arr = arr.astype(dt)
-    if arr.size:
+    if check and arr.size:
         check_finite(arr, name)
     return "dense", arr
 
@@ -104,8 +107,14 @@ class SketchOperator:
     def apply(self, A):
         """Return ``S @ A`` for a dense array (1-D or 2-D, any order), a scipy.sparse matrix or a
         LinearOperator with n rows. The result is a dense array of A's float dtype."""
-        kind, X = _prepare_operand(A, self.n, "A", f"to be sketched by a {self.m} x {self.n} sketch")
-        return self._apply_prepared(kind, X)
+        # When every row of A reaches S A with a nonzero weight, a NaN or inf in A always shows in
+        # the (small) product, so a dense A is scanned only if the product is not finite.
+        late = self.covers_all_rows
+        kind, X = _prepare_operand(A, self.n, "A", f"to be sketched by a {self.m} x {self.n} sketch", check=not late)
+        out = self._apply_prepared(kind, X)
+        if late and kind == "dense" and not np.isfinite(out).all():
+            check_finite(X, "A")  # raises for NaN/inf in A; otherwise the product overflowed
+        return out
 
     def _apply_prepared(self, kind, X):
         if kind == "dense":
