@@ -83,13 +83,35 @@ def _validate_A(A, check=True):
     return "dense", arr, dt
 
 
+def _dense_product(A, X, trans):
+    """A X or A^T X for a dense A through SciPy's BLAS, without copying A.
+
+    Every BLAS call of the dense drivers goes to SciPy's OpenBLAS: mixing it with NumPy's (a second
+    OpenBLAS with its own spinning thread team) oversubscribes the cores.
+    """
+    if A.dtype not in (np.float32, np.float64) or not (A.flags.c_contiguous or A.flags.f_contiguous):
+        return (A.T if trans else A) @ X
+    X2 = X if X.ndim == 2 else X[:, None]
+    gemm = sla.get_blas_funcs("gemm", (A,))
+    X2 = np.asarray(X2, dtype=A.dtype)
+    if A.flags.f_contiguous:
+        out = gemm(1.0, A, X2, trans_a=1 if trans else 0)
+    else:  # C-ordered A is the F-ordered A^T
+        out = gemm(1.0, A.T, X2, trans_a=0 if trans else 1)
+    return out if X.ndim == 2 else out[:, 0]
+
+
 def _matvec(kind, A, X):
+    if kind == "dense":
+        return _dense_product(A, X, False)
     if kind != "linop":
         return A @ X
     return A.matvec(X) if X.ndim == 1 else A.matmat(X)
 
 
 def _rmatvec(kind, A, X):
+    if kind == "dense":
+        return _dense_product(A, X, True)
     if kind != "linop":
         return A.T @ X
     return A.rmatvec(X) if X.ndim == 1 else A.rmatmat(X)
@@ -106,6 +128,16 @@ class _Preconditioner:
         if self.R is not None:
             return sla.solve_triangular(self.R, Y, lower=False, check_finite=False)
         return self.V @ (Y / self.s[:, None] if Y.ndim == 2 else Y / self.s)
+
+    def explicit(self):
+        """N as a dense d x r matrix (R^{-1} by a triangular inversion, or V_r diag(1/s_r))."""
+        if self.R is not None:
+            trtri = sla.get_lapack_funcs("trtri", (self.R,))
+            W, info = trtri(self.R, lower=0)
+            if info != 0:
+                raise np.linalg.LinAlgError("singular triangular factor")
+            return np.triu(W)
+        return self.V / self.s
 
     def apply_t(self, Y):  # N^T Y
         if self.R is not None:
@@ -150,11 +182,13 @@ def _cholqr(kind, A, B, P, dt, refine):
     Ad = A
     n = Ad.shape[0]
     r = P.rank
-    bs = max(256, (1 << 19) // max(r, 1))
-    G = np.zeros((r, r), dtype=dt)
-    C = np.zeros((r, B.shape[1]), dtype=dt)
+    # A few large blocks: every BLAS call wakes a thread team, which costs dearly on a busy machine.
+    bs = max(256, min(-(-n // 8), (1 << 23) // max(r, 1)))
+    G = np.zeros((r, r), dtype=dt, order="F")
+    C = np.zeros((r, B.shape[1]), dtype=dt, order="F")
+    gemm = sla.get_blas_funcs("gemm", (G,))
     trsm = sla.get_blas_funcs("trsm", (P.R,)) if P.R is not None else None
-    NV = None if P.R is not None else (P.V / P.s).astype(dt)
+    NV = None if P.R is not None else np.asfortranarray((P.V / P.s).astype(dt))
 
     def m_block(i0, i1):
         Ab = Ad[i0:i1]
@@ -163,13 +197,13 @@ def _cholqr(kind, A, B, P, dt, refine):
         if trsm is not None:
             # (A_b R0^{-1})^T = R0^{-T} A_b^T: one BLAS-3 trsm on the F-ordered A_b^T; returns M_b^T.
             return trsm(1.0, P.R, np.ascontiguousarray(Ab).T, side=0, lower=0, trans_a=1, diag=0)
-        return (Ab @ NV).T
+        return gemm(1.0, NV, np.ascontiguousarray(Ab).T, trans_a=1)
 
     for i0 in range(0, n, bs):
         i1 = min(n, i0 + bs)
         Mt = m_block(i0, i1)
-        G += Mt @ Mt.T
-        C += Mt @ B[i0:i1]
+        G = gemm(1.0, Mt, Mt, beta=1.0, c=G, trans_b=1, overwrite_c=1)
+        C = gemm(1.0, Mt, B[i0:i1], beta=1.0, c=C, overwrite_c=1)
     try:
         R1 = sla.cholesky(G, lower=False, check_finite=False)
         if not np.all(np.isfinite(R1)):
@@ -198,14 +232,21 @@ def _precondition(kind, A, B, S, SA_P, SB, P, dt, rtol, max_iter, solver, refine
     r = P.rank
     # Sketch-and-solve start: x0 = (S A)^+ S b = N N^T (S A)^T S b.
     SA = SA_P
-    X0 = P.apply(P.apply_t(SA.T @ SB))
-    R0 = B - _matvec(kind, A, X0)
+    # N explicitly: inside the Krylov loop every product is then a NumPy GEMV (one BLAS library,
+    # no per-iteration triangular solves); any nonsingular N is a valid preconditioner, and
+    # the refinement restart below absorbs the rounding of the inversion.
+    W = np.ascontiguousarray(P.explicit(), dtype=dt)
+    WT = np.ascontiguousarray(W.T)
+    X0 = W @ (WT @ (SA.T @ SB))
+    R0 = B - (A @ X0 if kind != "linop" else _matvec(kind, A, X0))
 
     def mv(y):
-        return _matvec(kind, A, P.apply(np.asarray(y, dtype=dt).reshape(r)))
+        y = W @ np.asarray(y, dtype=dt).reshape(r)
+        return A @ y if kind != "linop" else A.matvec(y)
 
     def rmv(z):
-        return P.apply_t(_rmatvec(kind, A, np.asarray(z, dtype=dt).reshape(n)))
+        z = np.asarray(z, dtype=dt).reshape(n)
+        return WT @ (A.T @ z if kind != "linop" else A.rmatvec(z))
 
     op = spla.LinearOperator((n, r), matvec=mv, rmatvec=rmv, dtype=dt)
 
@@ -215,7 +256,7 @@ def _precondition(kind, A, B, S, SA_P, SB, P, dt, rtol, max_iter, solver, refine
         else:
             out = spla.lsmr(op, rhs, atol=rtol, btol=rtol, conlim=1e12, maxiter=max_iter)
         # istop 3: the (preconditioned) condition estimate passed conlim; 7: iteration cap.
-        return P.apply(out[0].astype(dt, copy=False)), int(out[2]), out[1] not in (3, 7)
+        return W @ out[0].astype(dt, copy=False), int(out[2]), out[1] not in (3, 7)
 
     X = np.empty_like(X0)
     n_iter, converged = 0, True
@@ -226,7 +267,7 @@ def _precondition(kind, A, B, S, SA_P, SB, P, dt, rtol, max_iter, solver, refine
             # Sketch-and-precondition alone is forward but not backward stable when kappa(A) is
             # large (Meier, Nakatsukasa, Townsend & Webb, 2024); restarting the Krylov solve on
             # the recomputed residual (SPIR, Epperly, Meier & Nakatsukasa, 2024) restores it.
-            dx, it2, ok2 = krylov(B[:, j] - _matvec(kind, A, x))
+            dx, it2, ok2 = krylov(B[:, j] - (A @ x if kind != "linop" else A.matvec(x)))
             x = x + dx
             it += it2
             ok = ok and ok2
