@@ -30,6 +30,9 @@ def time_interleaved(fns, repeats, warmup=0):
     times = {k: [] for k in fns}
     for _ in range(repeats):
         for k, f in fns.items():
+            # NumPy and SciPy each bundle an OpenBLAS whose idle threads spin for a while after a
+            # call; a pause lets them sleep so no contestant pays for the previous one's team.
+            time.sleep(0.3)
             t0 = time.perf_counter()
             outs[k] = f()
             times[k].append(time.perf_counter() - t0)

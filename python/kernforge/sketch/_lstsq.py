@@ -227,11 +227,10 @@ def _cholqr(kind, A, B, P, dt, refine):
     return X, refine
 
 
-def _precondition(kind, A, B, S, SA_P, SB, P, dt, rtol, max_iter, solver, refine):
+def _precondition(kind, A, B, SA, SB, P, dt, rtol, max_iter, solver, refine):
     n, d = A.shape
     r = P.rank
     # Sketch-and-solve start: x0 = (S A)^+ S b = N N^T (S A)^T S b.
-    SA = SA_P
     # N explicitly: inside the Krylov loop every product is then a NumPy GEMV (one BLAS library,
     # no per-iteration triangular solves); any nonsingular N is a valid preconditioner, and
     # the refinement restart below absorbs the rounding of the inversion.
@@ -458,7 +457,7 @@ def lstsq(A, b, method="auto", *, sketch=None, sketch_size=None, rtol=None, max_
             converged = True
         else:
             SB = S._apply_prepared("dense", B)
-            X, n_iter, converged = _precondition(kind, A, B, S, keep, SB, P, dt, rtol, max_iter, solver, refine)
+            X, n_iter, converged = _precondition(kind, A, B, keep, SB, P, dt, rtol, max_iter, solver, refine)
             if not converged and warn:
                 warnings.warn(f"{solver.upper()} on the preconditioned system did not reach rtol={rtol:g} in "
                               f"{max_iter} iterations", ConvergenceWarning, stacklevel=2)
