@@ -1,0 +1,291 @@
+// Sparse sketching operators S (m x n) and their application S A to dense or sparse A.
+//
+// Three families, all stored column by column (column j of S says where row j of A goes):
+//   * CountSketch (Clarkson & Woodruff, 2013): one +-1 per column, at a uniformly random row.
+//   * Sparse sign embedding (SASO / OSNAP, Nelson & Nguyen 2013; RandBLAS' SparseSkOp): k distinct
+//     rows per column, values +-1/sqrt(k).
+//   * Very sparse random projection (Li, Hastie & Church, 2006): every entry independently
+//     +-sqrt(s/m) with probability 1/(2s) each, 0 otherwise (s = sqrt(n) by default); the
+//     projection FastRP and scikit-learn's SparseRandomProjection use.
+// Column j is generated from kf::Rng(seed, j) alone, so S does not depend on the thread count or
+// on which columns were asked for first. All have E[S^T S] = I.
+//
+// Application never forms a dense S: S A is a sparse-times-dense (or sparse-times-sparse) product
+// parallel over output rows (S in CSR, A read by rows) or over output columns (S in CSC, A read
+// by columns); each output entry is summed by one thread in a fixed order, so the result is
+// bitwise identical for any thread count.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "kernforge/common/config.hpp"
+#include "kernforge/common/errors.hpp"
+#include "kernforge/common/rng.hpp"
+#include "kernforge/common/threads.hpp"
+#include "kernforge/common/views.hpp"
+
+namespace kf {
+namespace sketch {
+
+enum class SparseKind { countsketch, sparse_sign, very_sparse };
+
+inline SparseKind parse_sparse_kind(const std::string& s) {
+  if (s == "countsketch") return SparseKind::countsketch;
+  if (s == "sparse_sign") return SparseKind::sparse_sign;
+  if (s == "very_sparse") return SparseKind::very_sparse;
+  throw_invalid("kind must be 'countsketch', 'sparse_sign' or 'very_sparse', got '", s, "'");
+}
+
+// A compressed sparse matrix with 64-bit indices: CSC of S (ptr over n columns, idx = rows) or
+// CSR of S (ptr over m rows, idx = columns).
+struct SparseSketch {
+  index_t m = 0, n = 0;
+  std::vector<std::int64_t> ptr;
+  std::vector<std::int64_t> idx;
+  std::vector<double> val;
+};
+
+namespace detail {
+
+// k distinct rows out of m for column j (Floyd's algorithm), sorted.
+inline void distinct_rows(Rng& rng, index_t m, index_t k, std::int64_t* out) {
+  index_t filled = 0;
+  for (index_t t = m - k; t < m; ++t) {
+    const auto r = static_cast<std::int64_t>(rng.below(static_cast<std::uint64_t>(t + 1)));
+    bool seen = false;
+    for (index_t q = 0; q < filled; ++q) seen |= (out[q] == r);
+    out[filled++] = seen ? static_cast<std::int64_t>(t) : r;
+  }
+  std::sort(out, out + k);
+}
+
+// Rows of column j of a very sparse projection: geometric gaps with success probability p.
+template <class F>
+void very_sparse_column(Rng& rng, index_t m, double p, F&& emit) {
+  if (p >= 1.0) {
+    for (index_t i = 0; i < m; ++i) emit(i, rng.sign());
+    return;
+  }
+  const double log_q = std::log1p(-p);
+  index_t i = -1;
+  for (;;) {
+    double u = rng.uniform();
+    if (u <= 0.0) u = 0x1.0p-53;
+    const double gap = std::floor(std::log(u) / log_q);
+    if (gap >= static_cast<double>(m)) return;
+    i += 1 + static_cast<index_t>(gap);
+    if (i >= m) return;
+    emit(i, rng.sign());
+  }
+}
+
+}  // namespace detail
+
+// Build S (m x n) in CSC form. `param`: unused for CountSketch, nnz per column for the sparse
+// sign embedding, the sparsity s (density 1/s) for the very sparse projection.
+inline SparseSketch build_sparse_sketch(SparseKind kind, index_t m, index_t n, double param, std::uint64_t seed) {
+  KF_REQUIRE(m >= 1, "m must be >= 1, got ", m);
+  KF_REQUIRE(n >= 1, "n must be >= 1, got ", n);
+  SparseSketch S;
+  S.m = m;
+  S.n = n;
+  S.ptr.assign(static_cast<std::size_t>(n) + 1, 0);
+  const int nt = threads_for(static_cast<std::size_t>(n) * 8);
+  if (kind == SparseKind::countsketch || kind == SparseKind::sparse_sign) {
+    const index_t k = kind == SparseKind::countsketch ? 1 : static_cast<index_t>(param);
+    KF_REQUIRE(k >= 1 && k <= m, "nnz_per_col must lie in [1, m] = [1, ", m, "], got ", param);
+    const double scale = 1.0 / std::sqrt(static_cast<double>(k));
+    S.idx.resize(static_cast<std::size_t>(n * k));
+    S.val.resize(static_cast<std::size_t>(n * k));
+    for (index_t j = 0; j <= n; ++j) S.ptr[j] = j * k;
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (index_t j = 0; j < n; ++j) {
+      Rng rng(seed, static_cast<std::uint64_t>(j));
+      std::int64_t* rows = S.idx.data() + j * k;
+      if (k == 1) {
+        rows[0] = static_cast<std::int64_t>(rng.below(static_cast<std::uint64_t>(m)));
+      } else {
+        detail::distinct_rows(rng, m, k, rows);
+      }
+      for (index_t q = 0; q < k; ++q) S.val[j * k + q] = scale * rng.sign();
+    }
+    return S;
+  }
+  // Very sparse projection: two passes (count, then fill) regenerate each column from its stream.
+  const double s = param;
+  KF_REQUIRE(s >= 1.0, "density must lie in (0, 1], got 1/", s);
+  const double p = 1.0 / s;
+  const double scale = std::sqrt(s / static_cast<double>(m));
+  std::vector<std::int64_t> counts(static_cast<std::size_t>(n));
+#pragma omp parallel for schedule(static) num_threads(nt)
+  for (index_t j = 0; j < n; ++j) {
+    Rng rng(seed, static_cast<std::uint64_t>(j));
+    std::int64_t c = 0;
+    detail::very_sparse_column(rng, m, p, [&](index_t, double) { ++c; });
+    counts[j] = c;
+  }
+  for (index_t j = 0; j < n; ++j) S.ptr[j + 1] = S.ptr[j] + counts[j];
+  S.idx.resize(static_cast<std::size_t>(S.ptr[n]));
+  S.val.resize(static_cast<std::size_t>(S.ptr[n]));
+#pragma omp parallel for schedule(static) num_threads(nt)
+  for (index_t j = 0; j < n; ++j) {
+    Rng rng(seed, static_cast<std::uint64_t>(j));
+    std::int64_t q = S.ptr[j];
+    detail::very_sparse_column(rng, m, p, [&](index_t i, double sg) {
+      S.idx[q] = i;
+      S.val[q] = scale * sg;
+      ++q;
+    });
+  }
+  return S;
+}
+
+// CSC (ptr over n columns) -> CSR (ptr over m rows), or back: a stable counting sort, so the
+// indices within every row come out sorted.
+inline SparseSketch transpose(const SparseSketch& C, index_t n_out_rows, index_t n_in_rows) {
+  SparseSketch R;
+  R.m = C.m;
+  R.n = C.n;
+  const std::size_t nnz = C.idx.size();
+  R.ptr.assign(static_cast<std::size_t>(n_out_rows) + 1, 0);
+  R.idx.resize(nnz);
+  R.val.resize(nnz);
+  for (std::size_t q = 0; q < nnz; ++q) ++R.ptr[static_cast<std::size_t>(C.idx[q]) + 1];
+  for (index_t i = 0; i < n_out_rows; ++i) R.ptr[i + 1] += R.ptr[i];
+  std::vector<std::int64_t> next(R.ptr.begin(), R.ptr.end() - 1);
+  for (index_t j = 0; j < n_in_rows; ++j)
+    for (std::int64_t q = C.ptr[j]; q < C.ptr[j + 1]; ++q) {
+      const auto pos = next[static_cast<std::size_t>(C.idx[q])]++;
+      R.idx[pos] = j;
+      R.val[pos] = C.val[q];
+    }
+  return R;
+}
+
+// A compressed matrix with 64-bit indices and values of type T, borrowed.
+template <class T>
+struct Compressed64 {
+  index_t outer = 0;  // number of compressed rows (CSR) or columns (CSC)
+  const std::int64_t* ptr = nullptr;
+  const std::int64_t* idx = nullptr;
+  const T* val = nullptr;
+};
+
+// out (rows x d, row-major, row stride ld) = S A with S given by rows (CSR over its m rows) and A
+// a strided dense matrix. Each output row is owned by one thread.
+template <class T>
+void apply_rows_dense(const Compressed64<T>& S, const MatrixView<const T>& A, T* out, index_t ld) {
+  const index_t m = S.outer, d = A.cols;
+  const std::size_t work = static_cast<std::size_t>(S.ptr[m]) * static_cast<std::size_t>(d);
+  const index_t cs = A.col_stride;
+#pragma omp parallel for schedule(dynamic, 16) num_threads(threads_for(work))
+  for (index_t i = 0; i < m; ++i) {
+    T* __restrict o = out + i * ld;
+    for (index_t k = 0; k < d; ++k) o[k] = T(0);
+    for (std::int64_t q = S.ptr[i]; q < S.ptr[i + 1]; ++q) {
+      const T v = S.val[q];
+      const T* __restrict a = A.data + S.idx[q] * A.row_stride;
+      if (cs == 1) {
+#pragma omp simd
+        for (index_t k = 0; k < d; ++k) o[k] += v * a[k];
+      } else {
+        for (index_t k = 0; k < d; ++k) o[k] += v * a[k * cs];
+      }
+    }
+  }
+}
+
+// out (m x d, row-major) = S A with S given by columns (CSC) and A a dense matrix with contiguous
+// rows, streamed once in order: row j of A is scattered into the output rows of column j of S.
+// Threads own stripes of output columns (at least 16 wide), so every output entry is summed by
+// one thread in the order of j and the result does not depend on the thread count. This beats
+// apply_rows_dense (a gather of random rows of A) when A does not fit in cache.
+template <class T>
+void apply_scatter_dense(const Compressed64<T>& S, index_t m, const MatrixView<const T>& A, T* out) {
+  const index_t n = S.outer, d = A.cols;
+  const std::size_t work = static_cast<std::size_t>(S.ptr[n]) * static_cast<std::size_t>(d);
+  const index_t min_stripe = 16;
+  const int nt = std::max<int>(1, std::min<int>(threads_for(work), static_cast<int>((d + min_stripe - 1) / min_stripe)));
+  for (index_t q = 0; q < m * d; ++q) out[q] = T(0);
+#pragma omp parallel num_threads(nt)
+  {
+    const int t = omp_thread_id(), T_ = omp_team_size();
+    // Stripe boundaries rounded to multiples of 8 so no two threads share a cache line of out.
+    auto bound = [&](int k) { return std::min<index_t>(d, ((d * k / T_) + 7) / 8 * 8); };
+    const index_t c0 = t == 0 ? 0 : bound(t), c1 = t == T_ - 1 ? d : bound(t + 1);
+    const index_t w = c1 - c0;
+    if (w > 0) {
+      for (index_t j = 0; j < n; ++j) {
+        const T* __restrict a = A.data + j * A.row_stride + c0;
+        for (std::int64_t q = S.ptr[j]; q < S.ptr[j + 1]; ++q) {
+          const T v = S.val[q];
+          T* __restrict o = out + S.idx[q] * d + c0;
+#pragma omp simd
+          for (index_t k = 0; k < w; ++k) o[k] += v * a[k];
+        }
+      }
+    }
+  }
+}
+
+// out (rows x d, row-major) = S A, S by rows, A in CSR (indices of type I).
+template <class T, class I>
+void apply_rows_csr(const Compressed64<T>& S, const CsrView<T, I>& A, T* out) {
+  const index_t m = S.outer, d = A.cols;
+  const std::size_t work = static_cast<std::size_t>(S.ptr[m]) * 4 + static_cast<std::size_t>(m) * d;
+#pragma omp parallel for schedule(dynamic, 16) num_threads(threads_for(work))
+  for (index_t i = 0; i < m; ++i) {
+    T* __restrict o = out + i * d;
+    for (index_t k = 0; k < d; ++k) o[k] = T(0);
+    for (std::int64_t q = S.ptr[i]; q < S.ptr[i + 1]; ++q) {
+      const T v = S.val[q];
+      const auto j = S.idx[q];
+      for (auto p = A.indptr[j]; p < A.indptr[j + 1]; ++p) o[A.indices[p]] += v * A.data[p];
+    }
+  }
+}
+
+// out (m x d, column-major: out[i + k * m]) = S A with S given by columns (CSC over its n
+// columns) and A a strided dense matrix read column by column. Each output column is owned by
+// one thread.
+template <class T>
+void apply_cols_dense(const Compressed64<T>& S, index_t m, const MatrixView<const T>& A, T* out) {
+  const index_t n = S.outer, d = A.cols;
+  const std::size_t work = static_cast<std::size_t>(S.ptr[n]) * static_cast<std::size_t>(d);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads_for(work))
+  for (index_t k = 0; k < d; ++k) {
+    T* __restrict o = out + k * m;
+    for (index_t i = 0; i < m; ++i) o[i] = T(0);
+    const T* __restrict a = A.data + k * A.col_stride;
+    const index_t rs = A.row_stride;
+    for (index_t j = 0; j < n; ++j) {
+      const T x = a[j * rs];
+      if (x == T(0)) continue;
+      for (std::int64_t q = S.ptr[j]; q < S.ptr[j + 1]; ++q) o[S.idx[q]] += S.val[q] * x;
+    }
+  }
+}
+
+// out (m x d, column-major) = S A, S by columns, A in CSC (A^T given as a CSR view: d rows).
+template <class T, class I>
+void apply_cols_csc(const Compressed64<T>& S, index_t m, const CsrView<T, I>& At, T* out) {
+  const index_t d = At.rows;
+  const std::size_t work = static_cast<std::size_t>(At.nnz()) * 4 + static_cast<std::size_t>(m) * d;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads_for(work))
+  for (index_t k = 0; k < d; ++k) {
+    T* __restrict o = out + k * m;
+    for (index_t i = 0; i < m; ++i) o[i] = T(0);
+    for (auto p = At.indptr[k]; p < At.indptr[k + 1]; ++p) {
+      const auto j = At.indices[p];
+      const T x = At.data[p];
+      for (std::int64_t q = S.ptr[j]; q < S.ptr[j + 1]; ++q) o[S.idx[q]] += S.val[q] * x;
+    }
+  }
+}
+
+}  // namespace sketch
+}  // namespace kf
