@@ -1,6 +1,17 @@
 """kernforge: fast numerical kernels with a NumPy API.
 
-Areas (each a submodule): ``kf.sor`` (SOR sweeps and solvers).
+Areas (each a submodule):
+
+- ``kf.sor``: SOR/SSOR/Jacobi sweeps and solves, SSOR-preconditioned CG, learning omega across a
+  sequence of linear systems.
+- ``kf.sketch``: sketching operators, sketch-based least squares, leverage-score sampling,
+  randomized SVD, sketch-and-project iterative solvers.
+- ``kf.optimize``: equality-constrained inexact Newton driven by randomized sketching.
+- ``kf.gemm``: tiled GEMM, batched and Monarch products, sampled products, tile-size model.
+- ``kf.encoding``: simplex-based and hypercube multiresolution hash encodings.
+- ``kf.ot``: Sinkhorn optimal transport (log domain, SNS, unbalanced, partial, batched).
+
+Optional: ``kernforge.torch`` (PyTorch modules over the encodings), imported lazily.
 
 >>> import kernforge as kf
 >>> kf.get_num_threads() >= 1
@@ -40,7 +51,7 @@ __all__ = [
 
 def __getattr__(name):
     # Optional integrations import their heavy dependency lazily, on first use only.
-    if name in ("torch", "dask"):
+    if name == "torch":
         import importlib
 
         return importlib.import_module(f".{name}", __name__)

@@ -1,3 +1,35 @@
-from ._iterative import sketch_and_project
+"""Randomized sketching: operators, sketch-based least squares, row sampling, randomized SVD.
 
-__all__ = ["sketch_and_project"]
+Operators (``S @ A``, ``A @ S.T``, ``S.T @ Y``, ``to_dense()``, ``to_sparse()``):
+:class:`CountSketch`, :class:`SparseSign`, :class:`VerySparseRandomProjection`, :class:`Gaussian`,
+:class:`SRHT`. Drivers: :func:`lstsq` (randomized Cholesky-QR, sketch-and-precondition LSQR/LSMR,
+sketch-and-solve), :func:`leverage_scores`, :func:`lewis_weights`, :func:`sample_rows`,
+:func:`randomized_svd`. Iterative: :func:`sketch_and_project` (randomized block Kaczmarz,
+block coordinate descent and the Gower-Richtarik family).
+"""
+from ._operators import (SKETCHES, SRHT, CountSketch, Gaussian, SketchOperator, SparseSign,
+                         VerySparseRandomProjection)
+from ._lstsq import LstsqResult, lstsq
+from ._sampling import SampleResult, leverage_scores, lewis_weights, sample_rows
+from ._svd import SVDResult, randomized_svd
+from ._iterative import SketchProjectResult, sketch_and_project
+
+__all__ = [
+    "SketchOperator",
+    "CountSketch",
+    "SparseSign",
+    "VerySparseRandomProjection",
+    "Gaussian",
+    "SRHT",
+    "SKETCHES",
+    "LstsqResult",
+    "lstsq",
+    "SampleResult",
+    "leverage_scores",
+    "lewis_weights",
+    "sample_rows",
+    "SVDResult",
+    "randomized_svd",
+    "SketchProjectResult",
+    "sketch_and_project",
+]
