@@ -180,7 +180,7 @@ class Report:
                 ax.text(x, i, f" {x:.2f}x", va="center", fontsize=8)
         else:
             ax.text(0.5, 0.5, "no ratio rows", ha="center", va="center")
-        ax.set_xlabel("speed-up: peer time / kernforge time (log scale; >1 = kernforge faster)")
+        ax.set_xlabel("peer time / kernforge time (log scale; > 1: kernforge faster)")
         ax.set_title(f"kernforge {self.area}: median of repeats, same process")
         fig.tight_layout()
         fig.savefig(path, dpi=110)
