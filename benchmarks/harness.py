@@ -15,6 +15,13 @@ import statistics
 import sys
 import time
 
+# Seconds to wait after each peer call before timing ours. OpenBLAS (and other BLAS) worker threads
+# spin for a while after a call returns; on a 2-core machine that spinning steals the core our
+# second thread needs, so without the pause a 2-thread kernforge row measures the peer's leftovers.
+# kernforge's own OpenMP team waits passively, so the peer needs no such pause. run.py sets this to
+# 0.1 when more than one thread is used.
+PAUSE_AFTER_PEER = 0.0
+
 
 def timeit(fn, repeats=5, warmup=1, setup=None):
     """Median wall time of ``fn()`` over ``repeats`` runs (after ``warmup``); returns (median, times, last result)."""
@@ -33,11 +40,14 @@ def timeit(fn, repeats=5, warmup=1, setup=None):
     return statistics.median(times), times, out
 
 
-def time_pair(ours, peer, repeats=5, warmup=1, setup=None):
+def time_pair(ours, peer, repeats=5, warmup=1, setup=None, pause=None):
     """Time two callables alternately (ours, peer, ours, peer, ...) so that machine noise hits both.
 
+    ``setup`` (if given) runs untimed before every call of either contestant, e.g. to reset an
+    in-place output; ``pause`` (default ``PAUSE_AFTER_PEER``) is slept, untimed, after each peer call.
     Returns ``(median_ours, median_peer, out_ours, out_peer, times_ours, times_peer)``.
     """
+    pause = PAUSE_AFTER_PEER if pause is None else pause
     out_o = out_p = None
     for _ in range(warmup):
         if setup:
@@ -46,6 +56,8 @@ def time_pair(ours, peer, repeats=5, warmup=1, setup=None):
         if setup:
             setup()
         out_p = peer()
+        if pause:
+            time.sleep(pause)
     t_o, t_p = [], []
     for _ in range(repeats):
         if setup:
@@ -58,6 +70,8 @@ def time_pair(ours, peer, repeats=5, warmup=1, setup=None):
         t0 = time.perf_counter()
         out_p = peer()
         t_p.append(time.perf_counter() - t0)
+        if pause:
+            time.sleep(pause)
     return statistics.median(t_o), statistics.median(t_p), out_o, out_p, t_o, t_p
 
 

@@ -88,6 +88,9 @@ def main(argv=None):
 
     threads = args.threads or os.cpu_count() or 1
     set_threads(threads)
+    import harness
+
+    harness.PAUSE_AFTER_PEER = 0.1 if threads > 1 else 0.0
     meta = {"kernforge": kf.__version__, "numpy": np.__version__, "python": platform.python_version(),
             "machine": platform.machine(), "processor": platform.processor(), "cpu_count": os.cpu_count(),
             "threads": threads, "quick": args.quick, "blas": blas_info(), "dropped_env": _DROPPED,
