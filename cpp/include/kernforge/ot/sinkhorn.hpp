@@ -32,6 +32,18 @@
 namespace kf {
 namespace ot {
 
+// Over-relaxation from the observed contraction (Lehmann-style): the mean rate r over the last 10
+// plain iterations estimates the spectral radius, and omega = 2 / (1 + sqrt(1 - r)) (Young's
+// formula), capped at omega_max. Needs at least 11 recorded errors; returns false when the errors
+// did not decrease (omega is left alone).
+inline bool adaptive_omega(const std::vector<double>& errors, double omega_max, double& omega) {
+  const double e1 = errors.back(), e0 = errors[errors.size() - 11];
+  if (!(e1 > 0 && e0 > 0 && e1 < e0)) return false;
+  const double r = std::pow(e1 / e0, 0.1);
+  omega = std::min(omega_max, 2.0 / (1.0 + std::sqrt(std::max(0.0, 1.0 - r))));
+  return true;
+}
+
 // One side (rows or columns) of a scaling problem.
 template <class T>
 struct Side {
@@ -272,12 +284,7 @@ Info solve_log(const Cost& cost, const Side<T>& rows, const Side<T>& cols, Poten
       best = std::min(best, err);
       const size_t k = info.errors.size() - stage_start;
       if (!omega_locked && k >= static_cast<size_t>(opt.omega_warmup) && k >= 11) {
-        const double e1 = info.errors.back(), e0 = info.errors[info.errors.size() - 11];
-        if (e1 > 0 && e0 > 0 && e1 < e0) {
-          const double r = std::pow(e1 / e0, 0.1);
-          omega = std::min(opt.omega_max, 2.0 / (1.0 + std::sqrt(std::max(0.0, 1.0 - r))));
-          info.omega = omega;
-        }
+        if (adaptive_omega(info.errors, opt.omega_max, omega)) info.omega = omega;
         omega_locked = true;  // estimated once per stage, from the plain iterations
       } else if (omega > 1.0 && !finishing && err > 10.0 * best) {
         omega = 1.0;  // safeguard: over-relaxation diverging, fall back to plain Sinkhorn
@@ -413,12 +420,7 @@ bool solve_kernel(const T* C, index_t n, index_t m, const T* a, const T* b, T ep
     best = std::min(best, err);
     const size_t k = info.errors.size() - start;
     if (!locked && k >= static_cast<size_t>(opt.omega_warmup) && k >= 11) {
-      const double e1 = info.errors.back(), e0 = info.errors[info.errors.size() - 11];
-      if (e1 > 0 && e0 > 0 && e1 < e0) {
-        const double r = std::pow(e1 / e0, 0.1);
-        omega = std::min(opt.omega_max, 2.0 / (1.0 + std::sqrt(std::max(0.0, 1.0 - r))));
-        omega_used = omega;
-      }
+      if (adaptive_omega(info.errors, opt.omega_max, omega)) omega_used = omega;
       locked = true;
     } else if (omega > 1.0 && err > 10.0 * best) {
       omega = 1.0;

@@ -255,19 +255,10 @@ template <class T, class I>
 SolveInfo multicolor_solve(const MulticolorMatrix<T, I>& m, T* x, const T* b, double omega, double rtol,
                            int max_iter, bool symmetric) {
   check_omega(omega);
-  KF_REQUIRE(max_iter >= 0, "max_iter must be non-negative, got ", max_iter);
-  KF_REQUIRE(rtol >= 0.0, "rtol must be non-negative, got ", rtol);
   const index_t n = m.size();
   SolveInfo info;
-  double bnorm = 0.0;
-  for (index_t i = 0; i < n; ++i) bnorm += static_cast<double>(b[i]) * static_cast<double>(b[i]);
-  bnorm = std::sqrt(bnorm);
-  if (bnorm == 0.0) {
-    for (index_t i = 0; i < n; ++i) x[i] = T(0);
-    info.converged = true;
-    info.residuals.push_back(0.0);
-    return info;
-  }
+  const double bnorm = start_solve(n, x, b, rtol, max_iter, info);
+  if (bnorm == 0.0) return info;
   std::vector<T> xp(n), bp(n), delta(n, T(0));
   std::vector<double> partial(m.n_blocks(), 0.0);
   const T w = static_cast<T>(omega);

@@ -189,6 +189,24 @@ struct SolveInfo {
   std::vector<double> residuals;  // ||b - A x_k|| / ||b||, k = 0..n_iter
 };
 
+// The start every solver shares: checks the limits and returns ||b||_2 (double accumulation). When
+// b = 0 the solution of the nonsingular system is x = 0: it is written to x and recorded in info, and
+// 0 is returned so the caller can return info at once.
+template <class T, class Info>
+double start_solve(index_t n, T* x, const T* b, double rtol, int max_iter, Info& info) {
+  KF_REQUIRE(max_iter >= 0, "max_iter must be non-negative, got ", max_iter);
+  KF_REQUIRE(rtol >= 0.0, "rtol must be non-negative, got ", rtol);
+  double bnorm = 0.0;
+  for (index_t i = 0; i < n; ++i) bnorm += static_cast<double>(b[i]) * static_cast<double>(b[i]);
+  bnorm = std::sqrt(bnorm);
+  if (bnorm == 0.0) {
+    for (index_t i = 0; i < n; ++i) x[i] = T(0);
+    info.converged = true;
+    info.residuals.push_back(0.0);
+  }
+  return bnorm;
+}
+
 // Iterate SOR (or SSOR when symmetric) from the given x until ||b - A x_k|| <= rtol ||b||.
 // The residual of x_k is known during sweep k+1 (fused); when it meets the tolerance, that sweep is
 // undone with delta, so the returned x is exactly x_k, the first iterate that meets it.
@@ -196,20 +214,10 @@ template <class T, class I>
 SolveInfo solve(const SorMatrix<T, I>& m, T* x, const T* b, double omega, double rtol, int max_iter,
                 bool symmetric) {
   check_omega(omega);
-  KF_REQUIRE(max_iter >= 0, "max_iter must be non-negative, got ", max_iter);
-  KF_REQUIRE(rtol >= 0.0, "rtol must be non-negative, got ", rtol);
   const index_t n = m.size();
-  double bnorm = 0.0;
-  for (index_t i = 0; i < n; ++i) bnorm += static_cast<double>(b[i]) * static_cast<double>(b[i]);
-  bnorm = std::sqrt(bnorm);
   SolveInfo info;
-  if (bnorm == 0.0) {
-    // The solution of A x = 0 with A nonsingular is x = 0.
-    for (index_t i = 0; i < n; ++i) x[i] = T(0);
-    info.converged = true;
-    info.residuals.push_back(0.0);
-    return info;
-  }
+  const double bnorm = start_solve(n, x, b, rtol, max_iter, info);
+  if (bnorm == 0.0) return info;
   std::vector<T> delta(n, T(0));
   const T w = static_cast<T>(omega);
   const double target = rtol * bnorm;

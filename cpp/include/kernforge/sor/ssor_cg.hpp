@@ -47,8 +47,6 @@ struct PcgInfo : SolveInfo {
 template <class T, class I>
 PcgInfo ssor_cg(const SorMatrix<T, I>& m, T* x, const T* b, double omega, double rtol, int max_iter) {
   check_omega(omega);
-  KF_REQUIRE(max_iter >= 0, "max_iter must be non-negative, got ", max_iter);
-  KF_REQUIRE(rtol >= 0.0, "rtol must be non-negative, got ", rtol);
   const CsrView<T, I>& a = m.csr();
   const index_t n = a.rows;
   PcgInfo info;
@@ -64,13 +62,8 @@ PcgInfo ssor_cg(const SorMatrix<T, I>& m, T* x, const T* b, double omega, double
       out[i] = s;
     }
   };
-  const double bnorm = std::sqrt(dot(b, b));
-  if (bnorm == 0.0) {
-    for (index_t i = 0; i < n; ++i) x[i] = T(0);
-    info.converged = true;
-    info.residuals.push_back(0.0);
-    return info;
-  }
+  const double bnorm = start_solve(n, x, b, rtol, max_iter, info);
+  if (bnorm == 0.0) return info;
   const double target = rtol * bnorm;
   std::vector<T> r(n), z(n), p(n), q(n);
   spmv(x, q.data());
