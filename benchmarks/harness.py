@@ -18,8 +18,9 @@ import time
 # Seconds to wait after each peer call before timing ours. OpenBLAS (and other BLAS) worker threads
 # spin for a while after a call returns; on a 2-core machine that spinning steals the core our
 # second thread needs, so without the pause a 2-thread kernforge row measures the peer's leftovers.
-# kernforge's own OpenMP team waits passively, so the peer needs no such pause. run.py sets this to
-# 0.1 when more than one thread is used.
+# The pause is slept before BOTH contestants' calls, so that neither one always runs right after the
+# other on caches the other just warmed (a one-sided pause favoured the peer on memory-bound rows).
+# run.py sets this to 0.1 when more than one thread is used.
 PAUSE_AFTER_PEER = 0.0
 
 
@@ -44,34 +45,39 @@ def time_pair(ours, peer, repeats=5, warmup=1, setup=None, pause=None):
     """Time two callables alternately (ours, peer, ours, peer, ...) so that machine noise hits both.
 
     ``setup`` (if given) runs untimed before every call of either contestant, e.g. to reset an
-    in-place output; ``pause`` (default ``PAUSE_AFTER_PEER``) is slept, untimed, after each peer call.
+    in-place output; ``pause`` (default ``PAUSE_AFTER_PEER``) is slept, untimed, before each call of
+    either contestant.
     Returns ``(median_ours, median_peer, out_ours, out_peer, times_ours, times_peer)``.
     """
     pause = PAUSE_AFTER_PEER if pause is None else pause
     out_o = out_p = None
     for _ in range(warmup):
+        if pause:
+            time.sleep(pause)
         if setup:
             setup()
         out_o = ours()
+        if pause:
+            time.sleep(pause)
         if setup:
             setup()
         out_p = peer()
-        if pause:
-            time.sleep(pause)
     t_o, t_p = [], []
     for _ in range(repeats):
+        if pause:
+            time.sleep(pause)
         if setup:
             setup()
         t0 = time.perf_counter()
         out_o = ours()
         t_o.append(time.perf_counter() - t0)
+        if pause:
+            time.sleep(pause)
         if setup:
             setup()
         t0 = time.perf_counter()
         out_p = peer()
         t_p.append(time.perf_counter() - t0)
-        if pause:
-            time.sleep(pause)
     return statistics.median(t_o), statistics.median(t_p), out_o, out_p, t_o, t_p
 
 
