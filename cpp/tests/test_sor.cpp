@@ -379,6 +379,16 @@ TEST(Sor, StencilSweepMatchesDense) {
     }
     for (int i = 0; i < 49; ++i) EXPECT_NEAR(x[i], ref[i], 1e-12 * (1 + std::abs(ref[i]))) << i;
   }
+  // The residual-fused sweep of a solve makes the same update, bitwise, and returns the residual of
+  // the pre-sweep iterate.
+  std::vector<double> x = x0, y = x0, delta(49, 0.0);
+  for (int k = 0; k < 3; ++k) {
+    const double expected = resid(a, b, y);
+    const double got = std::sqrt(kf::sor::sweep_once<true, true>(m, y.data(), b.data(), 1.4, delta.data()));
+    kf::sor::sweep(m, x.data(), b.data(), 1.4, kf::sor::Direction::forward, 1);
+    EXPECT_NEAR(got, expected, 1e-12 * (1 + expected)) << k;
+    for (int i = 0; i < 49; ++i) ASSERT_EQ(x[i], y[i]) << i;
+  }
 }
 
 TEST(Sor, SweepsReportNonFiniteValues) {

@@ -76,45 +76,6 @@ class SorMatrix {
   std::vector<T> inv_diag_;
 };
 
-// Update row i of a sweep in place: s = b_i - sum_j a_ij x_j (current values), x_i += omega s / a_ii.
-// The row is summed in two pieces split at the diagonal position d, the terms not yet updated in this
-// sweep first, so that the dependence on the row just updated comes last (papers.md 1.2).
-// With Residual, delta[i] receives x_i^new - x_i^old and the return value is r_i^2, where
-// r_i = s_i + sum_{j updated earlier in this sweep} a_ij delta_j is the residual of the pre-sweep
-// iterate; otherwise delta is unused and 0 is returned. Shared by the lexicographic and the
-// multicolour sweeps (the latter is the lexicographic sweep of the colour-permuted matrix).
-template <bool Forward, bool Residual, class T, class I>
-inline double sor_row(index_t i, const I* __restrict ap, const I* __restrict aj, const T* __restrict ax,
-                      const I* __restrict dp, const T* __restrict idg, T* __restrict x,
-                      const T* __restrict b, T omega, T* __restrict delta) {
-  const index_t d = dp[i];
-  const index_t old_lo = Forward ? d + 1 : ap[i];
-  const index_t old_hi = Forward ? static_cast<index_t>(ap[i + 1]) : d;
-  const index_t new_lo = Forward ? ap[i] : d + 1;
-  const index_t new_hi = Forward ? d : static_cast<index_t>(ap[i + 1]);
-  T s = b[i] - ax[d] * x[i];
-  for (index_t p = old_lo; p < old_hi; ++p) s -= ax[p] * x[aj[p]];
-  if (Residual) {
-    T sn = 0, sd = 0;
-    for (index_t p = new_lo; p < new_hi; ++p) {
-      const T v = ax[p];
-      const index_t j = aj[p];
-      sn += v * x[j];
-      sd += v * delta[j];
-    }
-    s -= sn;
-    const double r = static_cast<double>(s) + static_cast<double>(sd);
-    const T dx = omega * s * idg[i];
-    delta[i] = dx;
-    x[i] += dx;
-    return r * r;
-  } else {
-    for (index_t p = new_lo; p < new_hi; ++p) s -= ax[p] * x[aj[p]];
-    x[i] += omega * s * idg[i];
-    return 0.0;
-  }
-}
-
 // Whether A equals its transpose up to tol * max|a_ij| (rows must have sorted column indices):
 // each off-diagonal entry is looked up in the row of its column by binary search, O(nnz log(row
 // length)); an entry without a stored transpose must be (near) zero.
@@ -195,13 +156,43 @@ template <bool Forward, bool Residual, class T, class I>
 double sweep_once(const SorMatrix<T, I>& m, T* __restrict x, const T* __restrict b, T omega,
                   T* __restrict delta) {
   if (!Residual) return static_cast<double>(sweep_plain<Forward>(m, x, b, omega));
+  // The same update as sweep_plain, term for term (so a solve's iterates are the sweeps'
+  // iterates bitwise), plus the fused residual sum over the terms already updated in this sweep.
   const CsrView<T, I>& a = m.csr();
+  const I* __restrict ap = a.indptr;
+  const I* __restrict aj = a.indices;
+  const T* __restrict ax = a.data;
+  const I* __restrict dp = m.diag_pos();
+  const T* __restrict idg = m.inv_diag();
   const index_t n = a.rows;
   double rr = 0.0;
+  T xprev = 0;
   for (index_t k = 0; k < n; ++k) {
     const index_t i = Forward ? k : n - 1 - k;
-    rr += sor_row<Forward, Residual>(i, a.indptr, a.indices, a.data, m.diag_pos(), m.inv_diag(), x, b, omega,
-                                     delta);
+    const index_t lo = ap[i], d = dp[i], hi = ap[i + 1];
+    const T wd = omega * idg[i];
+    T s = b[i] - ax[d] * x[i], sd = 0;
+    // Forward: old terms (d, hi), new terms [lo, d) with the neighbour i-1 last; backward mirrored.
+    const index_t olo = Forward ? d + 1 : lo, ohi = Forward ? hi : d;
+    for (index_t p = olo; p < ohi; ++p) s -= ax[p] * x[aj[p]];
+    const index_t nlo = Forward ? lo : d + 1, nhi = Forward ? d : hi;
+    if (nlo < nhi) {
+      const index_t last = Forward ? nhi - 1 : nlo;
+      for (index_t q = 0; q < nhi - nlo - 1; ++q) {
+        const index_t p = Forward ? nlo + q : nhi - 1 - q;
+        s -= ax[p] * x[aj[p]];
+        sd += ax[p] * delta[aj[p]];
+      }
+      const index_t j = aj[last];
+      s -= ax[last] * (j == (Forward ? i - 1 : i + 1) ? xprev : x[j]);
+      sd += ax[last] * delta[j];
+    }
+    const double r = static_cast<double>(s) + static_cast<double>(sd);
+    rr += r * r;
+    const T xn = x[i] + s * wd;
+    delta[i] = xn - x[i];
+    x[i] = xn;
+    xprev = xn;
   }
   return rr;
 }
