@@ -33,13 +33,14 @@ struct PySorMatrix {
     m = std::make_unique<kf::sor::SorMatrix<T, I>>(v);
   }
 
-  void sweep(py::array x, py::array b, double omega, const std::string& direction, int sweeps) {
+  // Returns whether the updated x is finite (the fused check that replaces input scans).
+  bool sweep(py::array x, py::array b, double omega, const std::string& direction, int sweeps) {
     const auto n = m->size();
     T* xp = kf::contiguous_ptr<T>(x, "x", n, true);
     const T* bp = kf::contiguous_ptr<T>(b, "b", n);
     const auto dir = kf::sor::parse_direction(direction);
     py::gil_scoped_release release;
-    kf::sor::sweep(*m, xp, bp, omega, dir, sweeps);
+    return kf::sor::sweep(*m, xp, bp, omega, dir, sweeps);
   }
 
   py::tuple solve(py::array x, py::array b, double omega, double rtol, int max_iter, bool symmetric) {
@@ -81,14 +82,14 @@ struct PySorMatrix {
     return py::make_tuple(c.n_colors(), colors);
   }
 
-  void mc_sweep(py::array x, py::array b, double omega, const std::string& direction, int sweeps) {
+  bool mc_sweep(py::array x, py::array b, double omega, const std::string& direction, int sweeps) {
     const auto n = m->size();
     T* xp = kf::contiguous_ptr<T>(x, "x", n, true);
     const T* bp = kf::contiguous_ptr<T>(b, "b", n);
     const auto dir = kf::sor::parse_direction(direction);
     const auto& c = multicolor();
     py::gil_scoped_release release;
-    kf::sor::multicolor_sweep(c, xp, bp, omega, dir, sweeps);
+    return kf::sor::multicolor_sweep(c, xp, bp, omega, dir, sweeps);
   }
 
   static py::tuple info_tuple(const kf::sor::SolveInfo& info) {

@@ -356,6 +356,52 @@ def test_nan_inf_inputs():
             kf.sor.sweep(A, x, np.ones(9))
 
 
+@pytest.mark.parametrize("ordering", ["lexicographic", "multicolor"])
+@pytest.mark.parametrize("direction", ["forward", "backward", "symmetric"])
+def test_sweep_nonfinite_detected_by_fused_check(ordering, direction):
+    # sweep() does not scan x and b beforehand: the kernel flags a non-finite result, and the
+    # error names the input that held NaN or inf.
+    A = poisson2d(6)
+    S = kf.sor.SOR(A)
+    for bad in (np.nan, np.inf, -np.inf):
+        for pos in (0, 17, 35):
+            x = np.zeros(36)
+            x[pos] = bad
+            with pytest.raises(ValueError, match="x must be finite"):
+                S.sweep(x, np.ones(36), omega=1.3, direction=direction, ordering=ordering)
+            b = np.ones(36)
+            b[pos] = bad
+            with pytest.raises(ValueError, match="b must be finite"):
+                S.sweep(np.zeros(36), b, omega=1.3, direction=direction, sweeps=2, ordering=ordering)
+            xs = np.zeros(72)[::2]  # strided x is swept through a copy and left as it was
+            xs[pos] = bad
+            with pytest.raises(ValueError, match="x must be finite"):
+                S.sweep(xs, np.ones(36), omega=1.3, direction=direction, ordering=ordering)
+            assert np.count_nonzero(~np.isfinite(xs)) == 1
+    if ordering == "lexicographic":
+        # The lexicographic kernel reads the prepared CSR arrays in place (the multicolour one
+        # sweeps its own permuted copy, made at preparation): a NaN written into them later is
+        # caught too.
+        S2 = kf.sor.SOR(A)
+        S2.A.data[5] = np.nan
+        with pytest.raises(ValueError, match="A must be finite"):
+            S2.sweep(np.zeros(36), np.ones(36), omega=1.3, direction=direction)
+    # No sweep, no flag: the inputs are checked up front instead.
+    x = np.zeros(36)
+    x[3] = np.nan
+    with pytest.raises(ValueError, match="x must be finite"):
+        S.sweep(x, np.ones(36), sweeps=0, ordering=ordering)
+
+
+def test_sweep_overflow_is_reported():
+    # A finite start that overflows (omega near 2 on a matrix where SOR diverges) is reported,
+    # not returned as inf silently.
+    A = sp.csr_matrix(np.array([[1.0, 3.0], [3.0, 1.0]]))
+    x = np.array([1e300, -1e300])
+    with pytest.raises(ValueError, match="overflowed"):
+        kf.sor.sweep(A, x, np.ones(2), omega=1.9, sweeps=50)
+
+
 def test_non_square_and_empty():
     with pytest.raises(ValueError, match="square"):
         kf.sor.SOR(sp.random(3, 4, density=0.5, format="csr"))
