@@ -315,8 +315,10 @@ def minimize_eq(fun, x0, jac, hess, cons, cons_jac, cons_hess=None, *, lambda0=N
         Hessian and Jacobian are explicit and K is sparse or has at most ``auto_dense_max`` rows (a
         factorization is then cheaper than any iterative solve: measured on the Poisson-control
         problem, see Notes), ``"minres"`` when the Hessian is a LinearOperator (products only), and
-        ``"sketch"`` for larger dense K, where a Newton step falls back to the direct solve if
-        sketching misses the accuracy rule within ``inner_max_iter`` steps.
+        ``"sketch"`` for larger dense K: sketching gets a budget of steps worth one dense
+        factorization (``(n + m)^2 / (3 (2 q + q^2))`` block_rows steps, at most ``inner_max_iter``)
+        and the Newton step falls back to the direct solve if it misses the accuracy rule within it,
+        so a step never costs much more than an exact one.
     sketch : str, default "block_rows"
         Sketch of the ``"sketch"`` inner solver; see :func:`kernforge.sketch.sketch_and_project`.
         ``sketch="gaussian", block=1`` is the Gaussian-vector method of [1]_.
@@ -484,6 +486,12 @@ def minimize_eq(fun, x0, jac, hess, cons, cons_jac, cons_hess=None, *, lambda0=N
             inner = "direct"
         else:
             inner = "sketch"
+    step_cap = inner_max_iter
+    if auto and inner == "sketch":
+        # Budget the sketch attempt at the flops of one dense LDL^T, (n+m)^3 / 3, so a Newton step costs at most
+        # about twice the exact-Newton step whatever kappa(K) is (a block_rows step costs ~(2q + q^2)(n+m)).
+        q = min(block, n + m)
+        step_cap = max(1, min(inner_max_iter, (n + m) ** 2 // (3 * (2 * q + q * q))))
     cache = {}
     rank_streak = 0
     n_regularized = 0
@@ -595,7 +603,7 @@ def minimize_eq(fun, x0, jac, hess, cons, cons_jac, cons_hess=None, *, lambda0=N
             if first or inner != "direct":  # a direct solve is exact already: only the penalties change
                 rt = inner_rtol()
                 z, steps = _inner_solve(K, r0, z, rt, inner, sketch, block,
-                                        max(inner_max_iter - spent, 0), momentum, k_seed + spent)
+                                        max(step_cap - spent, 0), momentum, k_seed + spent)
                 spent += steps
                 if auto and inner == "sketch" and np.linalg.norm(K @ z - r0) > rt * np.linalg.norm(r0):
                     # "auto" never returns a direction worse than asked for: factorize instead
