@@ -7,6 +7,16 @@ system only inexactly, by a randomized iterative sketching solver
 step size comes from an Armijo line search on the exact augmented Lagrangian merit function, whose
 penalty parameters adapt until the inexact direction is a descent direction.
 
+Which inner solver runs by default (``inner="auto"``) is a measured choice: sketch-and-project
+contracts like ``1 - q / (kappa(K)^2 (n + m))`` per step, so on ill-conditioned sparse KKT systems
+(the paper's Poisson-control problem: ``kappa(K)`` 6e3 at 8 x 8, growing like N^2) it needs
+thousands of block steps where a sparse factorization takes milliseconds (about 1000x slower,
+``benchmarks/bench_optimize.py``), and even on a dense K with ``kappa(K)`` = 11 and 1500-6000 rows
+it was 4-6x slower than LAPACK. "auto" therefore factorizes explicit matrices up to
+``auto_dense_max`` rows (and any sparse K), uses MINRES for Hessian products, and tries sketching
+only for larger dense K, with a budget of one factorization per step. ``inner="sketch"`` runs the
+paper's method unconditionally.
+
 Notes
 -----
 Notation: ``L(x, lam) = f(x) + lam^T c(x)``, ``G = dc/dx`` (m x n), ``H = hess_x L``, and the KKT
