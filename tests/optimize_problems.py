@@ -192,3 +192,26 @@ def poisson_control(N=16, alpha=0.05):
     return Problem(name=f"poisson-control-{N}x{N}", n=2 * nn, m=nn, x0=np.zeros(2 * nn), fun=fun, jac=jac,
                    hess=lambda x: H, cons=lambda x: G @ x, cons_jac=lambda x: G, cons_hess=None,
                    extra={"G": G, "H": H, "w_t": w_t, "L": L, "h": h})
+
+
+def dense_wellcond(n=2400, m=600, seed=0):
+    """A large dense, well-conditioned problem (where sketching can beat a factorization):
+    min 1/2 ||x - a||^2 + 0.1 sum log cosh(x) s.t. A x = b, A (m x n) Gaussian / sqrt(n), so that
+    hess f lies in [1, 1.1] I and kappa(K) is small. Dense Hessian and Jacobian, as a user with
+    dense data would pass them."""
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal(n)
+    A = rng.standard_normal((m, n)) / np.sqrt(n)
+    bvec = A @ rng.standard_normal(n)
+
+    def fun(x):
+        return float(0.5 * np.sum((x - a) ** 2) + 0.1 * np.sum(np.logaddexp(x, -x) - np.log(2.0)))
+
+    def jac(x):
+        return x - a + 0.1 * np.tanh(x)
+
+    def hess(x):
+        return np.diag(1.0 + 0.1 / np.cosh(x) ** 2)
+
+    return Problem(name=f"dense-wellcond-{n}x{m}", n=n, m=m, x0=np.zeros(n), fun=fun, jac=jac, hess=hess,
+                   cons=lambda x: A @ x - bvec, cons_jac=lambda x: A, cons_hess=None, extra={"A": A, "b": bvec})

