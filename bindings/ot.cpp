@@ -309,8 +309,22 @@ py::dict partial_dense(py::array C, py::array la, py::array lb, double mass, dou
   kf::ot::Info info;
   {
     py::gil_scoped_release rel;
-    cost = std::make_unique<kf::ot::DenseCost<T>>(cp, n, m);
-    info = kf::ot::solve_partial(*cost, loga, logb, static_cast<T>(mass), static_cast<T>(eps), z, mu, opt);
+    // Kernel domain when exp(-M/eps) is safe (no transpose needed), else the log domain.
+    std::vector<T> av(n), bv(m);
+    for (index_t i = 0; i < n; ++i) av[i] = std::exp(loga[i]);
+    for (index_t j = 0; j < m; ++j) bv[j] = std::exp(logb[j]);
+    const bool ok = kf::ot::solve_partial_kernel(cp, n, m, av.data(), bv.data(), static_cast<T>(mass),
+                                                 static_cast<T>(eps), z, mu, opt, info);
+    cost = std::make_unique<kf::ot::DenseCost<T>>(cp, n, m, !ok);
+    if (!ok) {
+      auto o2 = opt;
+      o2.max_iter = std::max<long>(1, max_iter - info.n_iter);
+      kf::ot::Info i2 = kf::ot::solve_partial(*cost, loga, logb, static_cast<T>(mass), static_cast<T>(eps), z, mu, o2);
+      info.errors.insert(info.errors.end(), i2.errors.begin(), i2.errors.end());
+      info.n_iter += i2.n_iter;
+      info.converged = i2.converged;
+      if (!i2.note.empty()) info.note += (info.note.empty() ? "" : "; ") + i2.note;
+    }
   }
   py::dict d;
   put_info(d, info);
