@@ -105,7 +105,7 @@ def run(report, quick=False):
                            lambda: kf.ot.sinkhorn_unbalanced(a, b, M, reg, 1.0, tol=TOL, max_iter=100000),
                            lambda: ot.unbalanced.sinkhorn_unbalanced(a, b, M, reg, 1.0, stopThr=TOL,
                                                                      numItermax=100000),
-                           peer_name="ot.unbalanced.sinkhorn_unbalanced", repeats=1 if n >= 2000 else 3, warmup=0,
+                           peer_name="ot.unbalanced.sinkhorn_unbalanced", repeats=3, warmup=1,
                            accuracy=lambda o, p: float(np.abs(o.plan - p).max() / p.max()),
                            accuracy_label="max rel plan diff")
 
