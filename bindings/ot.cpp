@@ -7,6 +7,7 @@
 #include "common.hpp"
 #include "kernforge/ot/cost.hpp"
 #include "kernforge/ot/sinkhorn.hpp"
+#include "kernforge/ot/small.hpp"
 #include "kernforge/ot/sns.hpp"
 
 namespace py = pybind11;
@@ -107,7 +108,13 @@ py::dict sinkhorn_dense(py::array C, py::array a, py::array b, double eps, const
     for (index_t i = 0; i < n; ++i) rows.logmass[i] = std::log(av[i]);
     for (index_t j = 0; j < m; ++j) cols.logmass[j] = std::log(bv[j]);
     if (method == "sinkhorn") {
-      bool ok = kf::ot::solve_kernel(cp, n, m, av.data(), bv.data(), static_cast<T>(eps), z, opt, info);
+      bool ok;
+      if (kf::ot::is_small(n, m)) {
+        kf::ot::SmallWork<T> work;
+        ok = kf::ot::solve_kernel_small(cp, n, m, av.data(), bv.data(), static_cast<T>(eps), z, opt, info, work);
+      } else {
+        ok = kf::ot::solve_kernel(cp, n, m, av.data(), bv.data(), static_cast<T>(eps), z, opt, info);
+      }
       cost = std::make_unique<kf::ot::DenseCost<T>>(cp, n, m, !ok);
       if (!ok) {
         used = "log";
@@ -302,8 +309,22 @@ py::dict partial_dense(py::array C, py::array la, py::array lb, double mass, dou
   kf::ot::Info info;
   {
     py::gil_scoped_release rel;
-    cost = std::make_unique<kf::ot::DenseCost<T>>(cp, n, m);
-    info = kf::ot::solve_partial(*cost, loga, logb, static_cast<T>(mass), static_cast<T>(eps), z, mu, opt);
+    // Kernel domain when exp(-M/eps) is safe (no transpose needed), else the log domain.
+    std::vector<T> av(n), bv(m);
+    for (index_t i = 0; i < n; ++i) av[i] = std::exp(loga[i]);
+    for (index_t j = 0; j < m; ++j) bv[j] = std::exp(logb[j]);
+    const bool ok = kf::ot::solve_partial_kernel(cp, n, m, av.data(), bv.data(), static_cast<T>(mass),
+                                                 static_cast<T>(eps), z, mu, opt, info);
+    cost = std::make_unique<kf::ot::DenseCost<T>>(cp, n, m, !ok);
+    if (!ok) {
+      auto o2 = opt;
+      o2.max_iter = std::max<long>(1, max_iter - info.n_iter);
+      kf::ot::Info i2 = kf::ot::solve_partial(*cost, loga, logb, static_cast<T>(mass), static_cast<T>(eps), z, mu, o2);
+      info.errors.insert(info.errors.end(), i2.errors.begin(), i2.errors.end());
+      info.n_iter += i2.n_iter;
+      info.converged = i2.converged;
+      if (!i2.note.empty()) info.note += (info.note.empty() ? "" : "; ") + i2.note;
+    }
   }
   py::dict d;
   put_info(d, info);
@@ -352,50 +373,69 @@ py::dict sinkhorn_batch(py::array C, py::array a, py::array b, double eps, doubl
     if (shared) shared_cost = std::make_unique<kf::ot::DenseCost<T>>(cp, n, m);
     kf::ParallelGuard guard;
     const int nt = std::min<int>(kf::get_num_threads(), static_cast<int>(Bn));
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
-    for (index_t p = 0; p < Bn; ++p) {
-      guard.run([&] {
-        std::unique_ptr<kf::ot::DenseCost<T>> own;
-        const kf::ot::DenseCost<T>* cost = shared_cost.get();
-        // The kernel domain reads rows only: the transpose is built if the log domain is needed.
-        if (!shared) {
-          own = std::make_unique<kf::ot::DenseCost<T>>(cp + p * n * m, n, m, !kernel);
-          cost = own.get();
-        }
-        kf::ot::Side<T> rows, cols;
-        rows.logmass.resize(n);
-        cols.logmass.resize(m);
-        for (index_t i = 0; i < n; ++i) rows.logmass[i] = std::log(ap[p * n + i]);
-        for (index_t j = 0; j < m; ++j) cols.logmass[j] = std::log(bp[p * m + j]);
-        kf::ot::Potentials<T> z;
-        kf::ot::Info info;
-        // Small problems: the kernel domain (two short matvecs per iteration) when K is safe,
-        // falling back to the log domain from where it stopped.
-        if (!kernel) {
-          info = kf::ot::solve_log(*cost, rows, cols, z, opt);
-        } else if (!kf::ot::solve_kernel(cost->data(), n, m, ap + p * n, bp + p * m, static_cast<T>(eps), z, opt, info)) {
-          if (!shared) {
-            own = std::make_unique<kf::ot::DenseCost<T>>(cp + p * n * m, n, m, true);
+    const bool small = kernel && kf::ot::is_small(n, m);
+    // One parallel region; every buffer is per thread and reused across its problems.
+#pragma omp parallel num_threads(nt)
+    {
+      kf::ot::SmallWork<T> work;
+      kf::ot::Potentials<T> z;
+      kf::ot::Info info;
+      kf::ot::Side<T> rows, cols;
+      std::vector<double> r(n), c(m);
+#pragma omp for schedule(dynamic, 4)
+      for (index_t p = 0; p < Bn; ++p) {
+        guard.run([&] {
+          const T* Cp = shared ? cp : cp + p * n * m;
+          const T* ak = ap + p * n;
+          const T* bk = bp + p * m;
+          z.f.clear();
+          z.g.clear();
+          info.n_iter = 0;
+          info.converged = false;
+          info.errors.clear();
+          info.note.clear();
+          bool ok = false;
+          // Small problems: the kernel domain (exp once, two short matvecs per iteration) when K
+          // is safe, falling back to the log domain; large ones: the single-solve kernel loop.
+          if (kernel) {
+            ok = small ? kf::ot::solve_kernel_small(Cp, n, m, ak, bk, static_cast<T>(eps), z, opt, info, work)
+                       : kf::ot::solve_kernel(Cp, n, m, ak, bk, static_cast<T>(eps), z, opt, info);
+          }
+          std::unique_ptr<kf::ot::DenseCost<T>> own;
+          const kf::ot::DenseCost<T>* cost = shared_cost.get();
+          if (!ok) {
+            if (!shared) {
+              own = std::make_unique<kf::ot::DenseCost<T>>(Cp, n, m, true);
+              cost = own.get();
+            }
+            rows.logmass.resize(n);
+            cols.logmass.resize(m);
+            for (index_t i = 0; i < n; ++i) rows.logmass[i] = std::log(ak[i]);
+            for (index_t j = 0; j < m; ++j) cols.logmass[j] = std::log(bk[j]);
+            rows.mass_cache.clear();  // reused across problems: drop the previous targets
+            cols.mass_cache.clear();
+            auto o2 = opt;
+            o2.max_iter = kernel ? std::max<long>(1, opt.max_iter - info.n_iter) : opt.max_iter;
+            kf::ot::Info i2 = kf::ot::solve_log(*cost, rows, cols, z, o2);
+            info.n_iter += i2.n_iter;
+            info.converged = i2.converged;
+            info.errors.insert(info.errors.end(), i2.errors.begin(), i2.errors.end());
+          } else if (!shared) {
+            // The plan reads rows only: no transpose.
+            own = std::make_unique<kf::ot::DenseCost<T>>(Cp, n, m, false);
             cost = own.get();
           }
-          auto o2 = opt;
-          o2.max_iter = std::max<long>(1, opt.max_iter - info.n_iter);
-          kf::ot::Info i2 = kf::ot::solve_log(*cost, rows, cols, z, o2);
-          info.n_iter += i2.n_iter;
-          info.converged = i2.converged;
-          info.errors.insert(info.errors.end(), i2.errors.begin(), i2.errors.end());
-        }
-        std::vector<double> r(n), c(m);
-        double total = 0;
-        kf::ot::finalize<T>(*cost, z.f, z.g, {}, {}, static_cast<T>(eps), pp ? pp + p * n * m : nullptr, r.data(),
-                            c.data(), total);
-        std::copy(z.f.begin(), z.f.end(), fp + p * n);
-        std::copy(z.g.begin(), z.g.end(), gp + p * m);
-        costp[p] = total;
-        itp[p] = info.n_iter;
-        cvp[p] = info.converged;
-        ep[p] = info.errors.empty() ? 0.0 : info.errors.back();
-      });
+          double total = 0;
+          kf::ot::finalize<T>(*cost, z.f, z.g, {}, {}, static_cast<T>(eps), pp ? pp + p * n * m : nullptr, r.data(),
+                              c.data(), total);
+          std::copy(z.f.begin(), z.f.end(), fp + p * n);
+          std::copy(z.g.begin(), z.g.end(), gp + p * m);
+          costp[p] = total;
+          itp[p] = info.n_iter;
+          cvp[p] = info.converged;
+          ep[p] = info.errors.empty() ? 0.0 : info.errors.back();
+        });
+      }
     }
     guard.rethrow();
   }

@@ -344,6 +344,41 @@ def test_batch_equals_loop():
         np.testing.assert_allclose(res.plan[k], s.plan, atol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_batch_small_path_matches_pot_and_thread_count(dtype):
+    # n = 64: the small-problem kernel path (register-blocked matvecs, first-order over-relaxation).
+    rng = np.random.default_rng(30)
+    B, n = 6, 64
+    X, Y = rng.random((B, n, 2)), rng.random((B, n, 2))
+    M = ((X[:, :, None, :] - Y[:, None, :, :]) ** 2).sum(-1)
+    M /= M.max(axis=(1, 2), keepdims=True)
+    a = np.full((B, n), 1.0 / n)
+    tol = 1e-9 if dtype == np.float64 else 1e-5
+    with kf.threads(1):
+        r1 = kf.ot.sinkhorn_batch(a.astype(dtype), a.astype(dtype), M.astype(dtype), 0.05, tol=tol)
+    with kf.threads(2):
+        r2 = kf.ot.sinkhorn_batch(a.astype(dtype), a.astype(dtype), M.astype(dtype), 0.05, tol=tol)
+    np.testing.assert_array_equal(r1.plan, r2.plan)
+    assert r1.converged.all() and r1.plan.dtype == dtype
+    for k in range(B):
+        ref = pot.sinkhorn(a[k], a[k], M[k], 0.05, stopThr=1e-12, numItermax=100000)
+        np.testing.assert_allclose(r1.plan[k].sum(1), a[k], rtol=1e-10 if dtype == np.float64 else 1e-4)
+        # float32: the column residual 1e-5 is 6e-4 of a column mass 1/64.
+        np.testing.assert_allclose(r1.plan[k], ref, atol=(1e-9 if dtype == np.float64 else 1e-3) * ref.max())
+
+
+def test_partial_kernel_and_log_domain_agree():
+    # Adding a constant to M leaves the partial plan unchanged (total mass is fixed) but pushes
+    # exp(-M/reg) out of range, so the second solve runs in the log domain.
+    _, _, M = clouds(70, 60, seed=31)
+    a, b = uniform(70), uniform(60)
+    k = kf.ot.partial(a, b, M, 0.02, 0.7, tol=1e-12)
+    lg = kf.ot.partial(a, b, M + 20.0, 0.02, 0.7, tol=1e-12)
+    assert k.converged and lg.converged
+    np.testing.assert_allclose(k.plan, lg.plan, atol=1e-10 * k.plan.max())
+    assert lg.cost == pytest.approx(k.cost + 20.0 * 0.7, rel=1e-10)
+
+
 def test_one_a_three_b_equals_separate_pot_calls():
     _, _, M = clouds(50, seed=19)
     rng = np.random.default_rng(20)

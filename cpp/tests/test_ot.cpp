@@ -1,5 +1,6 @@
 // GoogleTest for the kf::ot templates: the vector exp / log-sum-exp against std::exp, the log solver
-// on a small problem (marginals, agreement with the kernel domain), partial mass, SNS.
+// on a small problem (marginals, agreement with the kernel domain), the small-problem kernels, partial
+// mass in both domains, SNS.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -8,6 +9,7 @@
 #include "kernforge/common/cpu.hpp"
 #include "kernforge/common/rng.hpp"
 #include "kernforge/ot/sinkhorn.hpp"
+#include "kernforge/ot/small.hpp"
 #include "kernforge/ot/sns.hpp"
 
 namespace {
@@ -144,6 +146,82 @@ TEST(OtPartial, TransportsExactMass) {
   }
   for (int j = 0; j < m; ++j) EXPECT_LE(c[j], 1.0 / m + 1e-12);
   EXPECT_NEAR(mass, 0.4, 1e-11);
+}
+
+// The register-blocked matvecs of the small path against a naive loop, on sizes with every tail.
+template <class T>
+void check_small_matvecs(double tol) {
+  for (int n : {1, 5, 37, 64}) {
+    for (int m : {1, 3, 36, 70}) {
+      auto K = random_cost<T>(n, m, 7);
+      std::vector<T> x(std::max(n, m)), y(std::max(n, m));
+      for (int t = 0; t < std::max(n, m); ++t) x[t] = static_cast<T>(0.5 + 0.01 * t);
+      for (bool avx2 : {false, kf::ot::use_avx2()}) {
+        kf::ot::detail::kt_x(K.data(), n, m, x.data(), y.data(), avx2);
+        for (int j = 0; j < m; ++j) {
+          double s = 0;
+          for (int i = 0; i < n; ++i) s += static_cast<double>(x[i]) * K[i * m + j];
+          EXPECT_NEAR(y[j], s, tol * (1 + std::fabs(s))) << n << "x" << m;
+        }
+        kf::ot::detail::k_x(K.data(), n, m, x.data(), y.data(), avx2);
+        for (int i = 0; i < n; ++i) {
+          double s = 0;
+          for (int j = 0; j < m; ++j) s += static_cast<double>(K[i * m + j]) * x[j];
+          EXPECT_NEAR(y[i], s, tol * (1 + std::fabs(s))) << n << "x" << m;
+        }
+      }
+    }
+  }
+}
+TEST(OtSmall, MatvecsMatchNaiveDouble) { check_small_matvecs<double>(1e-13); }
+TEST(OtSmall, MatvecsMatchNaiveFloat) { check_small_matvecs<float>(1e-5); }
+
+TEST(OtSmall, AgreesWithLargePathAndReportsUnderflow) {
+  const int n = 40, m = 30;
+  auto C = random_cost<double>(n, m, 1);
+  std::vector<double> a(n, 1.0 / n), b(m, 1.0 / m);
+  kf::ot::Options opt;
+  opt.eps = 0.02;
+  opt.tol = 1e-11;
+  kf::ot::Potentials<double> z1, z2;
+  kf::ot::Info i1, i2;
+  kf::ot::SmallWork<double> work;
+  ASSERT_TRUE(kf::ot::solve_kernel_small(C.data(), n, m, a.data(), b.data(), 0.02, z1, opt, i1, work));
+  ASSERT_TRUE(kf::ot::solve_kernel(C.data(), n, m, a.data(), b.data(), 0.02, z2, opt, i2));
+  ASSERT_TRUE(i1.converged && i2.converged);
+  // Potentials are defined up to (f + t, g - t): compare f_i + g_j.
+  for (int i = 0; i < n; ++i)
+    for (int j = 0; j < m; ++j) EXPECT_NEAR(z1.f[i] + z1.g[j], z2.f[i] + z2.g[j], 1e-10);
+  kf::ot::Potentials<double> z3;
+  kf::ot::Info i3;
+  EXPECT_FALSE(kf::ot::solve_kernel_small(C.data(), n, m, a.data(), b.data(), 1e-4, z3, opt, i3, work));
+  EXPECT_FALSE(i3.note.empty());
+  EXPECT_TRUE(z3.f.empty());
+}
+
+TEST(OtPartial, KernelDomainMatchesLogDomain) {
+  const int n = 25, m = 35;
+  auto C = random_cost<double>(n, m, 3);
+  std::vector<double> a(n, 1.0 / n), b(m, 1.0 / m), la(n, std::log(1.0 / n)), lb(m, std::log(1.0 / m));
+  kf::ot::DenseCost<double> cost(C.data(), n, m);
+  kf::ot::Options opt;
+  opt.tol = 1e-12;
+  kf::ot::Potentials<double> zl, zk;
+  double mul = 0, muk = 0;
+  auto il = kf::ot::solve_partial(cost, la, lb, 0.4, 0.05, zl, mul, opt);
+  kf::ot::Info ik;
+  ASSERT_TRUE(kf::ot::solve_partial_kernel(C.data(), n, m, a.data(), b.data(), 0.4, 0.05, zk, muk, opt, ik));
+  ASSERT_TRUE(il.converged && ik.converged);
+  EXPECT_EQ(il.n_iter, ik.n_iter);  // the same block ascent, in another domain
+  EXPECT_NEAR(mul, muk, 1e-10);
+  for (int i = 0; i < n; ++i) EXPECT_NEAR(zl.f[i], zk.f[i], 1e-10);
+  for (int j = 0; j < m; ++j) EXPECT_NEAR(zl.g[j], zk.g[j], 1e-10);
+  // exp(-C/eps) unsafe: refused before iterating.
+  kf::ot::Potentials<double> z2;
+  double mu2 = 0;
+  kf::ot::Info i2;
+  EXPECT_FALSE(kf::ot::solve_partial_kernel(C.data(), n, m, a.data(), b.data(), 0.4, 1e-3, z2, mu2, opt, i2));
+  EXPECT_EQ(i2.n_iter, 0);
 }
 
 TEST(OtSns, ConvergesInFewIterationsAtSmallEps) {

@@ -648,5 +648,114 @@ Info solve_partial(const Cost& cost, const std::vector<T>& loga, const std::vect
   return info;
 }
 
+// Kernel-domain form of solve_partial, the same block ascent and stopping rule: u = exp(f/eps),
+// v = exp(g/eps), s = exp(mu/eps), so the sign constraints f, g <= 0 become u, v <= 1 and each
+// half-step is one matvec (memory-bound, ~0.3 ns per entry) instead of a log-sum-exp (~2 ns).
+// Needs every K_ij = exp(-C_ij/eps) to be a normal number (max C / eps below ~700 in double,
+// ~85 in float); returns false without iterating otherwise, and false (z reset, mu = 0, for a
+// cold log-domain restart) if a scaling leaves the safe range. `info` is appended to.
+template <class T>
+bool solve_partial_kernel(const T* C, index_t n, index_t m, const T* a, const T* b, T mass, T eps, Potentials<T>& z,
+                          T& mu, const Options& opt, Info& info) {
+  const size_t nm = static_cast<size_t>(n) * m;
+  const T inv = T(1) / eps;
+  T cmax = 0, cmin = 0;
+  for (size_t t = 0; t < nm; ++t) {
+    cmax = std::max(cmax, C[t]);
+    cmin = std::min(cmin, C[t]);
+  }
+  // Every K_ij must be a normal number, far from underflow and overflow.
+  const T lim = sizeof(T) == 8 ? T(650) : T(75);
+  if (!(cmax * inv < lim) || !(-cmin * inv < lim)) return false;
+  const bool avx2 = use_avx2();
+  std::vector<T> K(nm);
+  const int nt = kf::threads_for(nm, 16384);
+  {
+    const std::vector<T> zero(m, T(0));
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (index_t i = 0; i < n; ++i) exp_row(C + i * m, zero.data(), inv, T(0), m, K.data() + i * m, avx2);
+  }
+  std::vector<T> u(n, T(1)), v(m, T(1)), w(n), kv(n), ktu(m);
+  double s = 1.0;
+  // K^T w streamed by rows in a fixed partition of row blocks (result independent of threads).
+  const index_t nb = std::min<index_t>(8, n);
+  std::vector<T> part(static_cast<size_t>(nb) * m);
+  const int tm = kf::threads_for(nm, 32768);
+  auto matvec_t = [&]() {
+#pragma omp parallel for schedule(dynamic, 1) num_threads(tm)
+    for (index_t blk = 0; blk < nb; ++blk) {
+      T* acc = part.data() + blk * m;
+      std::fill(acc, acc + m, T(0));
+      for (index_t i = n * blk / nb; i < n * (blk + 1) / nb; ++i) axpy(w[i], K.data() + i * m, acc, m, avx2);
+    }
+    std::copy(part.begin(), part.begin() + m, ktu.begin());
+    for (index_t blk = 1; blk < nb; ++blk)
+      for (index_t j = 0; j < m; ++j) ktu[j] += part[blk * m + j];
+  };
+  const double lo = sizeof(T) == 8 ? 1e-280 : 1e-30;
+  long it = info.n_iter;
+  bool failed = false;
+  while (it < opt.max_iter) {
+    // g-step: v_j = min(1, b_j / (s (K^T u)_j)).
+    for (index_t i = 0; i < n; ++i) w[i] = static_cast<T>(s * u[i]);
+    matvec_t();
+    double qmax = 1, qmin = 1;
+    for (index_t j = 0; j < m; ++j) {
+      const T vn = std::min(T(1), b[j] / ktu[j]);
+      const double q = static_cast<double>(vn) / v[j];
+      qmax = std::max(qmax, q);
+      qmin = std::min(qmin, q);
+      v[j] = vn;
+    }
+    // f-step: u_i = min(1, a_i / (s (K v)_i)); then the row sums s u_i (K v)_i.
+#pragma omp parallel for schedule(dynamic, 16) num_threads(tm)
+    for (index_t i = 0; i < n; ++i) kv[i] = dot(K.data() + i * m, v.data(), m, avx2);
+    double total = 0;
+    for (index_t i = 0; i < n; ++i) {
+      const double sk = s * kv[i];
+      const double un = std::min(1.0, a[i] / sk);
+      const double q = un / u[i];
+      qmax = std::max(qmax, q);
+      qmin = std::min(qmin, q);
+      u[i] = static_cast<T>(un);
+      total += un * sk;
+    }
+    // mass step: s <- s * mass / total.
+    const double q = mass / total;
+    s *= q;
+    qmax = std::max(qmax, q);
+    qmin = std::min(qmin, q);
+    const double sup = std::max(std::log(qmax), -std::log(qmin));
+    ++it;
+    info.errors.push_back(sup);
+    double umin = 1;
+    for (index_t i = 0; i < n; ++i) umin = std::min(umin, static_cast<double>(u[i]));
+    for (index_t j = 0; j < m; ++j) umin = std::min(umin, static_cast<double>(v[j]));
+    if (!std::isfinite(sup) || !(umin > lo) || !(s > 1e-280 && s < 1e280)) {
+      failed = true;
+      break;
+    }
+    if (sup < opt.tol) {
+      info.converged = true;
+      break;
+    }
+  }
+  info.n_iter = it;
+  if (failed) {
+    info.note = "kernel scaling out of range: switched to the log domain";
+    info.converged = false;
+    z.f.assign(n, T(0));
+    z.g.assign(m, T(0));
+    mu = 0;
+    return false;
+  }
+  z.f.resize(n);
+  z.g.resize(m);
+  for (index_t i = 0; i < n; ++i) z.f[i] = eps * std::log(u[i]);
+  for (index_t j = 0; j < m; ++j) z.g[j] = eps * std::log(v[j]);
+  mu = static_cast<T>(eps * std::log(s));
+  return true;
+}
+
 }  // namespace ot
 }  // namespace kf
