@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "common.hpp"
+#include "kernforge/sketch/dense_ls.hpp"
 #include "kernforge/sketch/gaussian.hpp"
 #include "kernforge/sketch/sparse_sketch.hpp"
 #include "kernforge/sketch/srht.hpp"
@@ -218,6 +219,39 @@ py::array srht_adjoint(const py::array& Y, index_t n, index_t n_pad, const py::a
   return srht_adjoint_t<double>(Y, n, n_pad, r, seed);
 }
 
+template <class T>
+py::tuple normal_residual_t(const py::array& A, const py::array& B, const py::object& X) {
+  const auto Av = const_view<T>(A, "A");
+  const auto Bv = kf::matrix_view<T>(B, "B");
+  KF_REQUIRE(Bv.rows == Av.rows, "B must have ", Av.rows, " rows, got ", Bv.rows);
+  KF_REQUIRE(Bv.row_stride == 1 || Bv.rows <= 1, "B must be F-contiguous");
+  const index_t k = Bv.cols, d = Av.cols;
+  const T* x = nullptr;
+  if (!X.is_none()) {
+    const auto Xv = kf::matrix_view<T>(X.cast<py::array>(), "X");
+    KF_REQUIRE(Xv.rows == d && Xv.cols == k, "X must have shape (", d, ", ", k, ")");
+    KF_REQUIRE((Xv.row_stride == 1 && Xv.col_stride == d) || k == 1, "X must be F-contiguous");
+    KF_REQUIRE(Xv.row_stride == 1 || d <= 1, "X must be F-contiguous");
+    x = Xv.data;
+  }
+  py::array_t<T, py::array::f_style> G({static_cast<py::ssize_t>(d), static_cast<py::ssize_t>(k)});
+  py::array_t<double> rr(static_cast<py::ssize_t>(k));
+  T* g = G.mutable_data();
+  double* r = rr.mutable_data();
+  const index_t ldb = Bv.cols > 1 ? Bv.col_stride : Bv.rows;
+  {
+    py::gil_scoped_release release;
+    kf::sketch::normal_residual_pass(Av, Bv.data, ldb, k, x, g, r);
+  }
+  return py::make_tuple(G, rr);
+}
+
+// (A^T (B - A X), ||B - A X||^2 per column) in one pass over A; X = None means X = 0.
+py::tuple normal_residual(const py::array& A, const py::array& B, const py::object& X) {
+  if (is_f32(A)) return normal_residual_t<float>(A, B, X);
+  return normal_residual_t<double>(A, B, X);
+}
+
 }  // namespace
 
 void bind_sketch(py::module_& m) {
@@ -242,5 +276,7 @@ void bind_sketch(py::module_& m) {
   s.def("srht_apply_dense", &srht_apply_dense, py::arg("A"), py::arg("n_pad"), py::arg("rows"), py::arg("seed"));
   s.def("srht_apply_csc", &srht_apply_csc, py::arg("indptr"), py::arg("indices"), py::arg("data"), py::arg("n"),
         py::arg("d"), py::arg("n_pad"), py::arg("rows"), py::arg("seed"));
+  s.def("normal_residual", &normal_residual, py::arg("A"), py::arg("B"), py::arg("X") = py::none(),
+        "(A^T (B - A X), ||B - A X||^2 per column) in one pass over A (C or F order); X = None means 0.");
   s.def("srht_adjoint", &srht_adjoint, py::arg("Y"), py::arg("n"), py::arg("n_pad"), py::arg("rows"), py::arg("seed"));
 }
