@@ -30,6 +30,7 @@ OPS = {
     "very_sparse": lambda m, n, seed=0: ks.VerySparseRandomProjection(m, n, seed=seed),
     "gaussian": lambda m, n, seed=0: ks.Gaussian(m, n, seed=seed),
     "srht": lambda m, n, seed=0: ks.SRHT(m, n, seed=seed),
+    "srft": lambda m, n, seed=0: ks.SRFT(m, n, seed=seed),
 }
 
 
@@ -124,6 +125,27 @@ def test_same_seed_same_sketch_for_any_thread_count(name, rng):
         assert np.array_equal(a, b)
     other = OPS[name](m, n, seed=12) @ A
     assert not np.array_equal(outs[0][0], other)
+
+
+@pytest.mark.parametrize("name", ["countsketch", "sparse_sign"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dense_apply_row_chunks_match_reference_and_threads(name, dtype, rng):
+    # n >> m: the C-order kernel splits A into 16 row chunks with partial products added in a
+    # fixed order; the F-order kernel takes the one-nonzero (CountSketch) fast path.
+    n, d, m = 40000, 24, 50
+    A = rng.standard_normal((n, d)).astype(dtype)
+    S = OPS[name](m, n, seed=5)
+    ref = S.to_sparse() @ A.astype(np.float64)
+    outs = []
+    for t in (1, 2):
+        with kf.threads(t):
+            outs.append((S @ A, S @ np.asfortranarray(A)))
+    tol = 1e-3 if dtype == np.float32 else 1e-10
+    for out in outs[0]:
+        assert out.dtype == dtype
+        np.testing.assert_allclose(out, ref, rtol=tol, atol=tol * np.abs(ref).max())
+    for a, b in zip(*outs):
+        assert np.array_equal(a, b)
 
 
 @pytest.mark.parametrize("name", list(OPS))
@@ -322,7 +344,7 @@ def test_lstsq_rank_deficient_gives_minimum_norm(method):
 def test_lstsq_solve_guarantee_and_sketch_size():
     A, b = tall_problem(8000, 20, 1e2, seed=9, noise=1.0)
     rr = np.linalg.norm(b - A @ sla.lstsq(A, b)[0])
-    for sk in ("srht", "gaussian"):
+    for sk in ("srht", "srft", "gaussian"):
         res = ks.lstsq(A, b, method="solve", sketch=sk, sketch_size=400)
         assert res.sketch_size == 400 and res.sketch.m == 400 and res.n_iter == 0
         # E ||A x - b||^2 = (1 + d / (m - d - 1)) ||r*||^2 for a Gaussian sketch: about 1.05 here.
@@ -532,7 +554,7 @@ def _decaying(n, d, seed=0):
     return (U * s) @ V.T, s
 
 
-@pytest.mark.parametrize("sketch", ["gaussian", "srht", "sparse_sign"])
+@pytest.mark.parametrize("sketch", ["gaussian", "srht", "srft", "sparse_sign"])
 def test_randomized_svd_against_exact(sketch):
     A, s = _decaying(600, 120)
     k = 10

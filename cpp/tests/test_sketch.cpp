@@ -230,7 +230,7 @@ TEST(DenseLs, NormalResidualPassMatchesNaiveAndThreads) {
     EXPECT_EQ(r1, r2);
     expect_near_all(g1, gref, 1e-8);
     for (index_t j = 0; j < k; ++j) EXPECT_NEAR(r1[j], rref[j], 1e-9 * rref[j]);
-    ks::normal_residual_pass(Av, B.data(), n, k, nullptr, g1.data(), r1.data());  // X = 0: A^T B, ||B||^2
+    ks::normal_residual_pass<double>(Av, B.data(), n, k, nullptr, g1.data(), r1.data());  // X = 0: A^T B, ||B||^2
     for (index_t j = 0; j < k; ++j) {
       double bb = 0.0;
       for (index_t i = 0; i < n; ++i) bb += B[i + j * n] * B[i + j * n];
@@ -246,7 +246,7 @@ TEST(DenseLs, NormalResidualPassMatchesNaiveAndThreads) {
   const std::vector<double> Z(4, 0.0);
   kf::MatrixView<const double> bad{Z.data(), 2, 2, 2, 2};  // neither row- nor column-contiguous
   std::vector<double> g(2), r(1);
-  EXPECT_THROW(ks::normal_residual_pass(bad, Z.data(), 2, 1, nullptr, g.data(), r.data()), std::invalid_argument);
+  EXPECT_THROW(ks::normal_residual_pass<double>(bad, Z.data(), 2, 1, nullptr, g.data(), r.data()), std::invalid_argument);
 }
 
 TEST(Fwht, MatchesSylvesterHadamard) {

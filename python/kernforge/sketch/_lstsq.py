@@ -400,7 +400,7 @@ def lstsq(A, b, method="auto", *, sketch=None, sketch_size=None, rtol=None, max_
         * "solve": sketch-and-solve, x = argmin ||S A x - S b|| with a dense sketch (SRHT by
           default). Only eps-accurate: see Notes.
     sketch : str or SketchOperator, optional
-        One of "countsketch", "sparse_sign", "very_sparse", "gaussian", "srht", or an operator with
+        One of "countsketch", "sparse_sign", "very_sparse", "gaussian", "srht", "srft", or an operator with
         ``n`` columns. Default: "countsketch" for "gram" and "cholqr", "sparse_sign" for "precondition",
         "srht" for "solve".
     sketch_size : int, optional
