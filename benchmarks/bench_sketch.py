@@ -149,7 +149,8 @@ def sketch_apply(report, quick):
         report.add(f"{label} S@A dense {n}x{d} m={m} (incl. build)", ours_s=mo, peer="sklearn SparseRandomProjection",
                    peer_s=mp)
     for label, ours in (("Gaussian", lambda: ks.Gaussian(m, n, seed=0) @ A),
-                        ("SRHT", lambda: ks.SRHT(m, n, seed=0) @ A)):
+                        ("SRHT", lambda: ks.SRHT(m, n, seed=0) @ A),
+                        ("SRFT", lambda: ks.SRFT(m, n, seed=0) @ A)):
         mo, mp, _, _, _, _ = _pair(ours, lambda: GaussianRandomProjection(m, random_state=0).fit_transform(At),
                                    3 if not quick else reps)
         report.add(f"{label} S@A dense {n}x{d} m={m} (incl. build)", ours_s=mo,
