@@ -58,12 +58,13 @@ kf::CsrView<T, I> csr_view(const py::array& indptr, const py::array& indices, co
   return v;
 }
 
-py::tuple sparse_build(const std::string& kind, index_t m, index_t n, double param, std::uint64_t seed) {
+py::tuple sparse_build(const std::string& kind, index_t m, index_t n, double param, std::uint64_t seed,
+                       bool with_csr) {
   kf::sketch::SparseSketch csc, csr;
   {
     py::gil_scoped_release release;
     csc = kf::sketch::build_sparse_sketch(kf::sketch::parse_sparse_kind(kind), m, n, param, seed);
-    csr = kf::sketch::transpose(csc, m, n);
+    if (with_csr) csr = kf::sketch::transpose(csc, m, n);
   }
   return py::make_tuple(to_numpy(std::move(csc.ptr)), to_numpy(std::move(csc.idx)), to_numpy(std::move(csc.val)),
                         to_numpy(std::move(csr.ptr)), to_numpy(std::move(csr.idx)), to_numpy(std::move(csr.val)));
@@ -257,7 +258,9 @@ py::tuple normal_residual(const py::array& A, const py::array& B, const py::obje
 void bind_sketch(py::module_& m) {
   auto s = m.def_submodule("sketch", "Sketching operators");
   s.def("sparse_build", &sparse_build, py::arg("kind"), py::arg("m"), py::arg("n"), py::arg("param"), py::arg("seed"),
-        "Build a sparse sketch: (csc_ptr, csc_idx, csc_val, csr_ptr, csr_idx, csr_val), 64-bit indices.");
+        py::arg("with_csr") = true,
+        "Build a sparse sketch: (csc_ptr, csc_idx, csc_val, csr_ptr, csr_idx, csr_val), 64-bit indices "
+        "(the CSR arrays empty unless with_csr).");
   s.def("sparse_apply_dense", &sparse_apply_dense, py::arg("ptr"), py::arg("idx"), py::arg("val"), py::arg("outer"),
         py::arg("m"), py::arg("A"), py::arg("by_rows"), py::arg("scatter") = false);
   s.def("sparse_apply_sparse", &sparse_apply_sparse, py::arg("ptr"), py::arg("idx"), py::arg("val"), py::arg("outer"),

@@ -211,17 +211,32 @@ class _SparseSketch(SketchOperator):
         raise NotImplementedError
 
     def _build(self):
-        (self._csc_ptr, self._csc_idx, csc_val,
-         self._csr_ptr, self._csr_idx, csr_val) = _core_sketch.sparse_build(self._kind, self.m, self.n,
-                                                                             float(self._param()), self.seed)
-        self._vals = {np.dtype(np.float64): (csc_val, csr_val)}
+        # CSC only: the dense kernels (C and F order) read S by columns; the CSR form (for a gather
+        # over non-contiguous rows, CSR inputs and to_sparse) is made on first use.
+        self._csc_ptr, self._csc_idx, csc_val = _core_sketch.sparse_build(self._kind, self.m, self.n,
+                                                                          float(self._param()), self.seed,
+                                                                          with_csr=False)[:3]
+        self._vals = {np.dtype(np.float64): csc_val}
+        self._csr_vals = {}
+        self._csr_form = None
 
     def _values(self, dtype):
         dtype = np.dtype(dtype)
         if dtype not in self._vals:
-            c, r = self._vals[np.dtype(np.float64)]
-            self._vals[dtype] = (c.astype(dtype), r.astype(dtype))
+            self._vals[dtype] = self._vals[np.dtype(np.float64)].astype(dtype)
         return self._vals[dtype]
+
+    def _csr(self, dtype):
+        """(ptr, idx, val) of S in CSR form, 64-bit indices, values of ``dtype``."""
+        if self._csr_form is None:
+            T = sp.csc_matrix((self._vals[np.dtype(np.float64)], self._csc_idx, self._csc_ptr), shape=self.shape)
+            T = T.tocsr()  # a stable counting transpose: column indices sorted within each row
+            self._csr_form = (T.indptr.astype(np.int64), T.indices.astype(np.int64))
+            self._csr_vals[np.dtype(np.float64)] = np.asarray(T.data, dtype=np.float64)
+        dtype = np.dtype(dtype)
+        if dtype not in self._csr_vals:
+            self._csr_vals[dtype] = self._csr_vals[np.dtype(np.float64)].astype(dtype)
+        return self._csr_form[0], self._csr_form[1], self._csr_vals[dtype]
 
     @property
     def nnz(self):
@@ -229,7 +244,7 @@ class _SparseSketch(SketchOperator):
         return int(self._csc_ptr[-1])
 
     def _apply_dense(self, A):
-        csc_val, csr_val = self._values(A.dtype)
+        csc_val = self._values(A.dtype)
         item = A.itemsize
         # Read A along its contiguous direction: by rows for C order, by columns for F order.
         if A.shape[1] == 1 or A.strides[1] == item:
@@ -242,27 +257,27 @@ class _SparseSketch(SketchOperator):
             if A.strides[1] == item or A.shape[1] == 1:  # contiguous rows: stream A once, scatter
                 return _core_sketch.sparse_apply_dense(self._csc_ptr, self._csc_idx, csc_val, self.n, self.m, A,
                                                        False, True)
-            return _core_sketch.sparse_apply_dense(self._csr_ptr, self._csr_idx, csr_val, self.m, self.m, A, True)
+            return _core_sketch.sparse_apply_dense(*self._csr(A.dtype), self.m, self.m, A, True)
         return _core_sketch.sparse_apply_dense(self._csc_ptr, self._csc_idx, csc_val, self.n, self.m, A, False)
 
     def _apply_sparse(self, fmt, A):
-        csc_val, csr_val = self._values(A.dtype)
         n, d = A.shape
         if fmt == "csr":
-            return _core_sketch.sparse_apply_sparse(self._csr_ptr, self._csr_idx, csr_val, self.m, self.m,
+            return _core_sketch.sparse_apply_sparse(*self._csr(A.dtype), self.m, self.m,
                                                     A.indptr, A.indices, A.data, n, d, True)
-        return _core_sketch.sparse_apply_sparse(self._csc_ptr, self._csc_idx, csc_val, self.n, self.m,
+        return _core_sketch.sparse_apply_sparse(self._csc_ptr, self._csc_idx, self._values(A.dtype), self.n, self.m,
                                                 A.indptr, A.indices, A.data, n, d, False)
 
     def _adjoint_dense(self, Y):
         # S^T in CSR form is S in CSC form.
-        csc_val, _ = self._values(Y.dtype)
+        csc_val = self._values(Y.dtype)
         Y = Y if Y.strides[1] == Y.itemsize or Y.shape[1] == 1 else np.ascontiguousarray(Y)
         return _core_sketch.sparse_apply_dense(self._csc_ptr, self._csc_idx, csc_val, self.n, self.n, Y, True)
 
     def to_sparse(self):
         """S as a scipy.sparse CSR matrix (float64), built from the operator's own structure."""
-        return sp.csr_matrix((self._vals[np.dtype(np.float64)][1], self._csr_idx, self._csr_ptr), shape=self.shape)
+        ptr, idx, val = self._csr(np.float64)
+        return sp.csr_matrix((val, idx, ptr), shape=self.shape)
 
     def to_dense(self, dtype=np.float64):
         return self.to_sparse().toarray().astype(dtype, copy=False)

@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -217,13 +218,15 @@ void apply_scatter_dense(const Compressed64<T>& S, index_t m, const MatrixView<c
   index_t nchunks = 1;
   while (nchunks < 16 && n / (2 * nchunks) >= 16 * m) nchunks *= 2;
   const index_t chunk = (n + nchunks - 1) / nchunks;
-  std::vector<T> part(static_cast<std::size_t>(nchunks - 1) * md);
+  // Not value-initialised: each chunk clears its own partial inside the parallel loop (one pass,
+  // first touched by the thread that uses it).
+  std::unique_ptr<T[]> part(new T[static_cast<std::size_t>(nchunks - 1) * md]);
   const std::size_t work = static_cast<std::size_t>(S.ptr[n]) * static_cast<std::size_t>(d);
   const int nt = std::max(1, std::min<int>(threads_for(work), static_cast<int>(nchunks)));
   const index_t rs = A.row_stride;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
   for (index_t c = 0; c < nchunks; ++c) {
-    T* __restrict o = c == 0 ? out : part.data() + static_cast<std::size_t>(c - 1) * md;
+    T* __restrict o = c == 0 ? out : part.get() + static_cast<std::size_t>(c - 1) * md;
     std::fill(o, o + md, T(0));
     const index_t j1 = std::min(n, (c + 1) * chunk);
     for (index_t j = c * chunk; j < j1; ++j) {
@@ -243,7 +246,7 @@ void apply_scatter_dense(const Compressed64<T>& S, index_t m, const MatrixView<c
     for (index_t b = 0; b < nblk; ++b) {
       const std::size_t e0 = static_cast<std::size_t>(b) * blk, e1 = std::min(md, e0 + blk);
       for (index_t c = 1; c < nchunks; ++c) {
-        const T* __restrict p = part.data() + static_cast<std::size_t>(c - 1) * md;
+        const T* __restrict p = part.get() + static_cast<std::size_t>(c - 1) * md;
 #pragma omp simd
         for (std::size_t e = e0; e < e1; ++e) out[e] += p[e];
       }
