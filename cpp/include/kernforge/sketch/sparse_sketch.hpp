@@ -211,8 +211,54 @@ void apply_rows_dense(const Compressed64<T>& S, const MatrixView<const T>& A, T*
 // reproducible), and each thread streams long contiguous pieces of A. (Splitting the columns
 // instead makes every thread walk all rows of A, touching half of each row: on two cores that ran
 // slower than one thread.) The chunk count keeps the partials (nchunks m d) small next to A (n d).
+// CountSketch (one nonzero per column of S) needs no partials: thread t owns a range of output
+// rows (buckets) and adds, in increasing j, exactly the rows of A that land there, so each row of
+// A is read by one thread, each output entry has the 1-thread summation order, and the owned
+// output block is a fraction of m d (cache-resident). The next rows are prefetched because the
+// owned rows of A are a random subset.
+template <class T>
+bool countsketch_scatter_dense(const Compressed64<T>& S, index_t m, const MatrixView<const T>& A, T* out) {
+  const index_t n = S.outer, d = A.cols;
+  for (index_t j = 0; j <= n; ++j)
+    if (S.ptr[j] != j) return false;
+  const std::size_t work = static_cast<std::size_t>(n) * static_cast<std::size_t>(d);
+  const int nt = std::max(1, std::min<int>(threads_for(work), static_cast<int>(m)));
+  const index_t rs = A.row_stride;
+  const std::int64_t* __restrict idx = S.idx;
+  const T* __restrict val = S.val;
+  constexpr index_t ahead = 4;
+  ParallelGuard guard;  // the per-thread row list allocates
+#pragma omp parallel num_threads(nt)
+  guard.run([&] {
+    const int t = omp_thread_id(), T_ = omp_team_size();
+    const std::int64_t i0 = m * t / T_, i1 = m * (t + 1) / T_;
+    std::fill(out + i0 * d, out + i1 * d, T(0));
+    std::vector<index_t> mine;
+    mine.reserve(static_cast<std::size_t>(n / T_ + 16));
+    for (index_t j = 0; j < n; ++j)
+      if (idx[j] >= i0 && idx[j] < i1) mine.push_back(j);
+    const index_t cnt = static_cast<index_t>(mine.size());
+    const index_t line = static_cast<index_t>(64 / sizeof(T));
+    for (index_t p = 0; p < cnt; ++p) {
+      if (p + ahead < cnt) {
+        const T* nxt = A.data + mine[p + ahead] * rs;
+        for (index_t q = 0; q < d; q += line) __builtin_prefetch(nxt + q, 0, 0);
+      }
+      const index_t j = mine[p];
+      const T v = val[j];
+      const T* __restrict a = A.data + j * rs;
+      T* __restrict orow = out + idx[j] * d;
+#pragma omp simd
+      for (index_t k = 0; k < d; ++k) orow[k] += v * a[k];
+    }
+  });
+  guard.rethrow();
+  return true;
+}
+
 template <class T>
 void apply_scatter_dense(const Compressed64<T>& S, index_t m, const MatrixView<const T>& A, T* out) {
+  if (countsketch_scatter_dense(S, m, A, out)) return;
   const index_t n = S.outer, d = A.cols;
   const std::size_t md = static_cast<std::size_t>(m) * static_cast<std::size_t>(d);
   index_t nchunks = 1;
