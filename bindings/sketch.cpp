@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "common.hpp"
+#include "kernforge/sketch/dense_ls.hpp"
 #include "kernforge/sketch/gaussian.hpp"
 #include "kernforge/sketch/sparse_sketch.hpp"
 #include "kernforge/sketch/srht.hpp"
@@ -57,12 +58,13 @@ kf::CsrView<T, I> csr_view(const py::array& indptr, const py::array& indices, co
   return v;
 }
 
-py::tuple sparse_build(const std::string& kind, index_t m, index_t n, double param, std::uint64_t seed) {
+py::tuple sparse_build(const std::string& kind, index_t m, index_t n, double param, std::uint64_t seed,
+                       bool with_csr) {
   kf::sketch::SparseSketch csc, csr;
   {
     py::gil_scoped_release release;
     csc = kf::sketch::build_sparse_sketch(kf::sketch::parse_sparse_kind(kind), m, n, param, seed);
-    csr = kf::sketch::transpose(csc, m, n);
+    if (with_csr) csr = kf::sketch::transpose(csc, m, n);
   }
   return py::make_tuple(to_numpy(std::move(csc.ptr)), to_numpy(std::move(csc.idx)), to_numpy(std::move(csc.val)),
                         to_numpy(std::move(csr.ptr)), to_numpy(std::move(csr.idx)), to_numpy(std::move(csr.val)));
@@ -218,12 +220,47 @@ py::array srht_adjoint(const py::array& Y, index_t n, index_t n_pad, const py::a
   return srht_adjoint_t<double>(Y, n, n_pad, r, seed);
 }
 
+template <class T>
+py::tuple normal_residual_t(const py::array& A, const py::array& B, const py::object& X) {
+  const auto Av = const_view<T>(A, "A");
+  const auto Bv = kf::matrix_view<T>(B, "B");
+  KF_REQUIRE(Bv.rows == Av.rows, "B must have ", Av.rows, " rows, got ", Bv.rows);
+  KF_REQUIRE(Bv.row_stride == 1 || Bv.rows <= 1, "B must be F-contiguous");
+  const index_t k = Bv.cols, d = Av.cols;
+  const T* x = nullptr;
+  if (!X.is_none()) {
+    const auto Xv = kf::matrix_view<T>(X.cast<py::array>(), "X");
+    KF_REQUIRE(Xv.rows == d && Xv.cols == k, "X must have shape (", d, ", ", k, ")");
+    KF_REQUIRE((Xv.row_stride == 1 && Xv.col_stride == d) || k == 1, "X must be F-contiguous");
+    KF_REQUIRE(Xv.row_stride == 1 || d <= 1, "X must be F-contiguous");
+    x = Xv.data;
+  }
+  py::array_t<T, py::array::f_style> G({static_cast<py::ssize_t>(d), static_cast<py::ssize_t>(k)});
+  py::array_t<double> rr(static_cast<py::ssize_t>(k));
+  T* g = G.mutable_data();
+  double* r = rr.mutable_data();
+  const index_t ldb = Bv.cols > 1 ? Bv.col_stride : Bv.rows;
+  {
+    py::gil_scoped_release release;
+    kf::sketch::normal_residual_pass(Av, Bv.data, ldb, k, x, g, r);
+  }
+  return py::make_tuple(G, rr);
+}
+
+// (A^T (B - A X), ||B - A X||^2 per column) in one pass over A; X = None means X = 0.
+py::tuple normal_residual(const py::array& A, const py::array& B, const py::object& X) {
+  if (is_f32(A)) return normal_residual_t<float>(A, B, X);
+  return normal_residual_t<double>(A, B, X);
+}
+
 }  // namespace
 
 void bind_sketch(py::module_& m) {
   auto s = m.def_submodule("sketch", "Sketching operators");
   s.def("sparse_build", &sparse_build, py::arg("kind"), py::arg("m"), py::arg("n"), py::arg("param"), py::arg("seed"),
-        "Build a sparse sketch: (csc_ptr, csc_idx, csc_val, csr_ptr, csr_idx, csr_val), 64-bit indices.");
+        py::arg("with_csr") = true,
+        "Build a sparse sketch: (csc_ptr, csc_idx, csc_val, csr_ptr, csr_idx, csr_val), 64-bit indices "
+        "(the CSR arrays empty unless with_csr).");
   s.def("sparse_apply_dense", &sparse_apply_dense, py::arg("ptr"), py::arg("idx"), py::arg("val"), py::arg("outer"),
         py::arg("m"), py::arg("A"), py::arg("by_rows"), py::arg("scatter") = false);
   s.def("sparse_apply_sparse", &sparse_apply_sparse, py::arg("ptr"), py::arg("idx"), py::arg("val"), py::arg("outer"),
@@ -242,5 +279,7 @@ void bind_sketch(py::module_& m) {
   s.def("srht_apply_dense", &srht_apply_dense, py::arg("A"), py::arg("n_pad"), py::arg("rows"), py::arg("seed"));
   s.def("srht_apply_csc", &srht_apply_csc, py::arg("indptr"), py::arg("indices"), py::arg("data"), py::arg("n"),
         py::arg("d"), py::arg("n_pad"), py::arg("rows"), py::arg("seed"));
+  s.def("normal_residual", &normal_residual, py::arg("A"), py::arg("B"), py::arg("X") = py::none(),
+        "(A^T (B - A X), ||B - A X||^2 per column) in one pass over A (C or F order); X = None means 0.");
   s.def("srht_adjoint", &srht_adjoint, py::arg("Y"), py::arg("n"), py::arg("n_pad"), py::arg("rows"), py::arg("seed"));
 }

@@ -30,6 +30,7 @@ OPS = {
     "very_sparse": lambda m, n, seed=0: ks.VerySparseRandomProjection(m, n, seed=seed),
     "gaussian": lambda m, n, seed=0: ks.Gaussian(m, n, seed=seed),
     "srht": lambda m, n, seed=0: ks.SRHT(m, n, seed=seed),
+    "srft": lambda m, n, seed=0: ks.SRFT(m, n, seed=seed),
 }
 
 
@@ -124,6 +125,27 @@ def test_same_seed_same_sketch_for_any_thread_count(name, rng):
         assert np.array_equal(a, b)
     other = OPS[name](m, n, seed=12) @ A
     assert not np.array_equal(outs[0][0], other)
+
+
+@pytest.mark.parametrize("name", ["countsketch", "sparse_sign"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dense_apply_row_chunks_match_reference_and_threads(name, dtype, rng):
+    # n >> m: the C-order kernel splits A into 16 row chunks with partial products added in a
+    # fixed order; the F-order kernel takes the one-nonzero (CountSketch) fast path.
+    n, d, m = 40000, 24, 50
+    A = rng.standard_normal((n, d)).astype(dtype)
+    S = OPS[name](m, n, seed=5)
+    ref = S.to_sparse() @ A.astype(np.float64)
+    outs = []
+    for t in (1, 2):
+        with kf.threads(t):
+            outs.append((S @ A, S @ np.asfortranarray(A)))
+    tol = 1e-3 if dtype == np.float32 else 1e-10
+    for out in outs[0]:
+        assert out.dtype == dtype
+        np.testing.assert_allclose(out, ref, rtol=tol, atol=tol * np.abs(ref).max())
+    for a, b in zip(*outs):
+        assert np.array_equal(a, b)
 
 
 @pytest.mark.parametrize("name", list(OPS))
@@ -234,33 +256,48 @@ def _check_lstsq(res, A, b, kappa, dtype):
     assert np.linalg.norm(res.x - xr) / xnorm < max(1e3 * attainable, 1e3 * u), (np.linalg.norm(res.x - xr) / xnorm)
 
 
-@pytest.mark.parametrize("kappa", [1.0, 1e4, 1e8, 1e10])
-@pytest.mark.parametrize("method", ["cholqr", "precondition"])
+def _expected_method(method, kappa, dtype=np.float64):
+    """"gram" runs (and, for "auto", is chosen) while eps cond(A)^2 is small; else it is Cholesky-QR."""
+    if method not in ("gram", "auto"):
+        return method
+    small = kappa <= (1e4 if dtype == np.float64 else 10.0)
+    large = kappa >= (1e10 if dtype == np.float64 else 1e5)
+    return "gram" if small else ("cholqr" if large else None)
+
+
+@pytest.mark.parametrize("kappa", [1.0, 1e4, 1e6, 1e8, 1e10])
+@pytest.mark.parametrize("method", ["auto", "gram", "cholqr", "precondition"])
 def test_lstsq_matches_scipy_float64(kappa, method):
     A, b = tall_problem(3000, 40, kappa, seed=int(np.log10(kappa)))
     res = ks.lstsq(A, b, method=method)
-    assert res.method == method and res.rank == 40 and res.converged
+    expected = _expected_method(method, kappa)
+    assert res.method == (expected or res.method) and res.rank == 40 and res.converged
+    if method == "auto" and kappa == 1e6:
+        assert res.method == "gram" and res.n_iter <= 4  # two refinement passes reach the floor
     _check_lstsq(res, A, b, kappa, np.float64)
     np.testing.assert_allclose(res.residual_norm, np.linalg.norm(b - A @ res.x), rtol=1e-10)
 
 
 @pytest.mark.parametrize("kappa", [1.0, 1e3])
-@pytest.mark.parametrize("method", ["cholqr", "precondition"])
+@pytest.mark.parametrize("method", ["auto", "gram", "cholqr", "precondition"])
 def test_lstsq_float32(kappa, method):
     A, b = tall_problem(3000, 30, kappa, seed=7, dtype=np.float32, noise=1e-2)
     res = ks.lstsq(A, b, method=method)
     assert res.x.dtype == np.float32
+    assert res.method == (_expected_method(method, kappa, np.float32) or res.method)
     _check_lstsq(res, A, b, kappa, np.float32)
 
 
-@pytest.mark.parametrize("layout", ["F", "csr", "csc", "linop"])
-@pytest.mark.parametrize("method", ["cholqr", "precondition"])
+@pytest.mark.parametrize("layout", ["F", "strided", "csr", "csc", "linop"])
+@pytest.mark.parametrize("method", ["gram", "cholqr", "precondition"])
 def test_lstsq_input_layouts(layout, method):
     A, b = tall_problem(2000, 25, 1e5, seed=3)
-    X = {"F": np.asfortranarray(A), "csr": sp.csr_matrix(A), "csc": sp.csc_matrix(A),
+    X = {"F": np.asfortranarray(A), "strided": np.repeat(A, 2, axis=1)[:, ::2], "csr": sp.csr_matrix(A), "csc": sp.csc_matrix(A),
          "linop": spla.aslinearoperator(A)}[layout]
     res = ks.lstsq(X, b, method=method)
+    assert res.method == method
     _check_lstsq(res, A, b, 1e5, np.float64)
+    np.testing.assert_allclose(res.residual_norm, np.linalg.norm(b - A @ res.x), rtol=1e-10)
 
 
 def test_lstsq_sparse_against_scipy_lsqr():
@@ -280,7 +317,7 @@ def test_lstsq_sparse_against_scipy_lsqr():
     assert np.linalg.norm(b - A @ res2.x) <= np.linalg.norm(b - A @ rl) * (1 + 1e-12)
 
 
-@pytest.mark.parametrize("method", ["cholqr", "precondition", "solve"])
+@pytest.mark.parametrize("method", ["gram", "cholqr", "precondition", "solve"])
 def test_lstsq_multiple_rhs(method):
     A, b = tall_problem(2000, 20, 1e3, seed=1)
     B = np.column_stack([b, 2 * b + 1, A[:, 0]])
@@ -291,7 +328,7 @@ def test_lstsq_multiple_rhs(method):
         np.testing.assert_allclose(res.x[:, j], one.x, rtol=1e-7, atol=1e-9)
 
 
-@pytest.mark.parametrize("method", ["cholqr", "precondition"])
+@pytest.mark.parametrize("method", ["auto", "gram", "cholqr", "precondition"])
 def test_lstsq_rank_deficient_gives_minimum_norm(method):
     rng = np.random.default_rng(4)
     A = rng.standard_normal((1500, 12))
@@ -299,6 +336,7 @@ def test_lstsq_rank_deficient_gives_minimum_norm(method):
     b = rng.standard_normal(1500)
     res = ks.lstsq(A, b, method=method)
     assert res.rank == 12
+    assert res.method == ("cholqr" if method in ("auto", "gram") else method)  # no Gram route without full rank
     x_mn = np.linalg.pinv(A) @ b
     np.testing.assert_allclose(res.x, x_mn, rtol=1e-8, atol=1e-10)
 
@@ -306,7 +344,7 @@ def test_lstsq_rank_deficient_gives_minimum_norm(method):
 def test_lstsq_solve_guarantee_and_sketch_size():
     A, b = tall_problem(8000, 20, 1e2, seed=9, noise=1.0)
     rr = np.linalg.norm(b - A @ sla.lstsq(A, b)[0])
-    for sk in ("srht", "gaussian"):
+    for sk in ("srht", "srft", "gaussian"):
         res = ks.lstsq(A, b, method="solve", sketch=sk, sketch_size=400)
         assert res.sketch_size == 400 and res.sketch.m == 400 and res.n_iter == 0
         # E ||A x - b||^2 = (1 + d / (m - d - 1)) ||r*||^2 for a Gaussian sketch: about 1.05 here.
@@ -319,8 +357,59 @@ def test_lstsq_accepts_operator_sketch_and_auto():
     res = ks.lstsq(A, b, method="precondition", sketch=S)
     assert res.sketch is S and res.sketch_size == 60
     assert ks.lstsq(sp.csr_matrix(A), b).method == "precondition"
-    assert ks.lstsq(A, b).method == "cholqr"
+    assert ks.lstsq(A, b).method == "gram"
+    assert ks.lstsq(A, b, refine=0).method == "cholqr"
     assert "LstsqResult" in repr(res)
+
+
+def test_lstsq_gram_falls_back_when_too_ill_conditioned():
+    A, b = tall_problem(2000, 30, 1e12, seed=5)
+    # "auto" reads cond(A) ~ 1e12 off the sketch and goes straight to Cholesky-QR; an explicit
+    # "gram" tries the normal equations, sees the refinement stall (or Cholesky break down) and
+    # falls back, and says so.
+    assert ks.lstsq(A, b).method == "cholqr"
+    res = ks.lstsq(A, b, method="gram")
+    assert res.method == "cholqr"
+    xr = sla.lstsq(A, b)[0]
+    rr = np.linalg.norm(b - A @ xr)
+    assert (np.linalg.norm(b - A @ res.x) - rr) / rr < 1e-10
+
+
+def test_lstsq_gram_without_refinement_is_the_normal_equations():
+    A, b = tall_problem(2000, 20, 1e3, seed=6)
+    res = ks.lstsq(A, b, method="gram", refine=0)
+    x_ne = np.linalg.solve(A.T @ A, A.T @ b)
+    assert res.method == "gram" and res.n_iter == 0
+    np.testing.assert_allclose(res.x, x_ne, rtol=1e-8)
+    np.testing.assert_allclose(res.residual_norm, np.linalg.norm(b - A @ res.x), rtol=1e-12)
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_normal_residual_pass_against_numpy_and_threads(order, dtype):
+    # The fused refinement pass: (A^T (B - A X), ||B - A X||^2) in one sweep, bitwise equal for
+    # 1 and 2 threads (fixed row chunks), accumulated in float64 also for float32 input.
+    rng = np.random.default_rng(11)
+    n, d, k = 9000, 37, 3
+    A = np.asarray(rng.standard_normal((n, d)), dtype=dtype, order=order)
+    B = np.asfortranarray(rng.standard_normal((n, k)), dtype=dtype)
+    X = np.asfortranarray(rng.standard_normal((d, k)), dtype=dtype)
+    A64, B64, X64 = (M.astype(np.float64) for M in (A, B, X))
+    R = B64 - A64 @ X64
+    outs = []
+    for t in (1, 2):
+        with kf.threads(t):
+            outs.append(kf._core.sketch.normal_residual(A, B, X))
+    g, rr = outs[0]
+    assert g.dtype == dtype and rr.dtype == np.float64
+    np.testing.assert_allclose(g, A64.T @ R, rtol=1e-5 if dtype == np.float32 else 1e-11,
+                               atol=1e-5 * np.abs(A64.T @ R).max() if dtype == np.float32 else 1e-9)
+    np.testing.assert_allclose(rr, (R ** 2).sum(axis=0), rtol=1e-12)
+    assert np.array_equal(outs[0][0], outs[1][0]) and np.array_equal(outs[0][1], outs[1][1])
+    g0, rr0 = kf._core.sketch.normal_residual(A, B, None)
+    np.testing.assert_allclose(g0, A64.T @ B64, rtol=1e-5 if dtype == np.float32 else 1e-11,
+                               atol=1e-4 if dtype == np.float32 else 1e-9)
+    np.testing.assert_allclose(rr0, (B64 ** 2).sum(axis=0), rtol=1e-12)
 
 
 def test_lstsq_nonconvergence_warns():
@@ -465,7 +554,7 @@ def _decaying(n, d, seed=0):
     return (U * s) @ V.T, s
 
 
-@pytest.mark.parametrize("sketch", ["gaussian", "srht", "sparse_sign"])
+@pytest.mark.parametrize("sketch", ["gaussian", "srht", "srft", "sparse_sign"])
 def test_randomized_svd_against_exact(sketch):
     A, s = _decaying(600, 120)
     k = 10

@@ -12,6 +12,7 @@
 #include "kernforge/common/rng.hpp"
 #include "kernforge/common/threads.hpp"
 #include "kernforge/common/views.hpp"
+#include "kernforge/sketch/dense_ls.hpp"
 #include "kernforge/sketch/gaussian.hpp"
 #include "kernforge/sketch/sparse_sketch.hpp"
 #include "kernforge/sketch/srht.hpp"
@@ -171,6 +172,81 @@ TEST(SparseSketch, ScatterIsBitwiseIdenticalAcrossThreads) {
   ks::apply_scatter_dense(view(csc, n), m, Ac, o2.data());
   kf::set_num_threads(before);
   EXPECT_EQ(o1, o2);
+}
+
+TEST(SparseSketch, ColumnKernelIsBitwiseIdenticalAcrossThreads) {
+  const index_t m = 64, n = 30000, d = 21;
+  for (auto kind : {ks::SparseKind::countsketch, ks::SparseKind::sparse_sign}) {
+    const auto csc = ks::build_sparse_sketch(kind, m, n, 4, 3);
+    const auto A = random_matrix(n, d, 9);  // read as F order: n x d with row stride 1
+    kf::MatrixView<const double> Af{A.data(), n, d, 1, n};
+    std::vector<double> o1(static_cast<std::size_t>(m * d)), o2(o1.size());
+    const int before = kf::get_num_threads();
+    kf::set_num_threads(1);
+    ks::apply_cols_dense(view(csc, n), m, Af, o1.data());
+    kf::set_num_threads(2);
+    ks::apply_cols_dense(view(csc, n), m, Af, o2.data());
+    kf::set_num_threads(before);
+    EXPECT_EQ(o1, o2);
+    // and equal to the row-streaming kernel on the same matrix in C order, up to rounding
+    std::vector<double> AC(A.size());
+    for (index_t i = 0; i < n; ++i)
+      for (index_t j = 0; j < d; ++j) AC[i * d + j] = A[j * n + i];
+    kf::MatrixView<const double> Ac{AC.data(), n, d, d, 1};
+    std::vector<double> oc(o1.size());
+    ks::apply_scatter_dense(view(csc, n), m, Ac, oc.data());
+    for (index_t i = 0; i < m; ++i)
+      for (index_t j = 0; j < d; ++j) EXPECT_NEAR(o1[j * m + i], oc[i * d + j], 1e-10);
+  }
+}
+
+// (A^T (B - A X), ||B - A X||^2) by the fused pass vs the naive two-pass product, C and F order,
+// with and without X, and bitwise equal for 1 and 2 threads.
+TEST(DenseLs, NormalResidualPassMatchesNaiveAndThreads) {
+  const index_t n = 7000, d = 23, k = 2;
+  const auto A = random_matrix(n, d, 4);  // row-major
+  std::vector<double> AF(A.size());
+  for (index_t i = 0; i < n; ++i)
+    for (index_t j = 0; j < d; ++j) AF[j * n + i] = A[i * d + j];
+  const auto B = random_matrix(n, k, 5);  // used column-major: B[i + j n]
+  const auto X = random_matrix(d, k, 6);  // column-major: X[q + j d]
+  std::vector<double> gref(static_cast<std::size_t>(d * k), 0.0), rref(k, 0.0);
+  for (index_t j = 0; j < k; ++j)
+    for (index_t i = 0; i < n; ++i) {
+      double r = B[i + j * n];
+      for (index_t q = 0; q < d; ++q) r -= A[i * d + q] * X[q + j * d];
+      rref[j] += r * r;
+      for (index_t q = 0; q < d; ++q) gref[q + j * d] += A[i * d + q] * r;
+    }
+  kf::MatrixView<const double> Ac{A.data(), n, d, d, 1}, Af{AF.data(), n, d, 1, n};
+  const int before = kf::get_num_threads();
+  for (const auto& Av : {Ac, Af}) {
+    std::vector<double> g1(gref.size()), g2(gref.size()), r1(k), r2(k);
+    kf::set_num_threads(1);
+    ks::normal_residual_pass(Av, B.data(), n, k, X.data(), g1.data(), r1.data());
+    kf::set_num_threads(2);
+    ks::normal_residual_pass(Av, B.data(), n, k, X.data(), g2.data(), r2.data());
+    EXPECT_EQ(g1, g2);
+    EXPECT_EQ(r1, r2);
+    expect_near_all(g1, gref, 1e-8);
+    for (index_t j = 0; j < k; ++j) EXPECT_NEAR(r1[j], rref[j], 1e-9 * rref[j]);
+    ks::normal_residual_pass<double>(Av, B.data(), n, k, nullptr, g1.data(), r1.data());  // X = 0: A^T B, ||B||^2
+    for (index_t j = 0; j < k; ++j) {
+      double bb = 0.0;
+      for (index_t i = 0; i < n; ++i) bb += B[i + j * n] * B[i + j * n];
+      EXPECT_NEAR(r1[j], bb, 1e-10 * bb);
+      for (index_t q = 0; q < d; ++q) {
+        double s = 0.0;
+        for (index_t i = 0; i < n; ++i) s += A[i * d + q] * B[i + j * n];
+        EXPECT_NEAR(g1[q + j * d], s, 1e-9);
+      }
+    }
+  }
+  kf::set_num_threads(before);
+  const std::vector<double> Z(4, 0.0);
+  kf::MatrixView<const double> bad{Z.data(), 2, 2, 2, 2};  // neither row- nor column-contiguous
+  std::vector<double> g(2), r(1);
+  EXPECT_THROW(ks::normal_residual_pass<double>(bad, Z.data(), 2, 1, nullptr, g.data(), r.data()), std::invalid_argument);
 }
 
 TEST(Fwht, MatchesSylvesterHadamard) {

@@ -9,12 +9,20 @@ import scipy.sparse.linalg as spla
 
 from .._errors import ConvergenceWarning
 from .._result import Result
+from .. import _core
 from .._validation import check_choice, check_finite, check_int, check_positive, check_seed, float_dtype_of
 from ._operators import SketchOperator, make_sketch
 
 __all__ = ["LstsqResult", "lstsq"]
 
-_METHODS = ("auto", "cholqr", "precondition", "solve")
+_METHODS = ("auto", "gram", "cholqr", "precondition", "solve")
+
+# "auto" takes the Gram route when cond(R0)^2 eps <= this (cond(R0): LAPACK's 1-norm estimate for
+# the sketch's R factor, about cond(A)). The refinement then contracts by about
+# eps cond(A)^2 per pass (measured: 1e-5 at cond 1e6, 0.1 near cond 1e8), so it needs a handful
+# of cheap passes; beyond this the one-pass Cholesky-QR route is cheaper.
+_GRAM_COND2_EPS = 50.0
+_GRAM_MAX_STEPS = 10
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
@@ -29,11 +37,11 @@ class LstsqResult(Result):
         ``||b - A x||_2`` (per right-hand side).
     n_iter : int
         Iterations of the Krylov solver ("precondition": the most over the right-hand sides),
-        refinement steps ("cholqr"), 0 ("solve").
+        refinement steps ("gram", "cholqr"), 0 ("solve").
     converged : bool
         False only if LSQR/LSMR stopped at ``max_iter`` before ``rtol``.
     method : str
-        The method that ran ("cholqr", "precondition" or "solve").
+        The method that ran ("gram", "cholqr", "precondition" or "solve").
     rank : int
         Numerical rank of the sketch ``S A`` (equal to rank(A) with high probability); ``rank < d``
         means A is rank-deficient and x is the minimum-norm solution.
@@ -120,8 +128,9 @@ def _rmatvec(kind, A, X):
 class _Preconditioner:
     """x = N y with N = R^{-1} (full rank, R upper triangular) or V_r diag(1/s_r) (rank-deficient)."""
 
-    def __init__(self, R=None, V=None, s=None):
+    def __init__(self, R=None, V=None, s=None, rcond=0.0):
         self.R, self.V, self.s = R, V, s
+        self.rcond = rcond  # LAPACK trcon's reciprocal 1-norm condition estimate of R (0 if rank-deficient)
         self.rank = R.shape[0] if R is not None else V.shape[1]
 
     def apply(self, Y):  # N Y
@@ -154,7 +163,7 @@ def _sketch_factor(SA, rank_rtol):
     trcon = sla.get_lapack_funcs("trcon", (R,))
     rcond, info = trcon(R, norm="1", uplo="U", diag="N")
     if info == 0 and np.isfinite(rcond) and rcond > 10 * rank_rtol and np.all(np.diag(R) != 0):
-        return _Preconditioner(R=np.asarray(R, dtype=dt))
+        return _Preconditioner(R=np.asarray(R, dtype=dt), rcond=float(rcond))
     # R's singular values are those of S A.
     _, s, Vt = sla.svd(R, full_matrices=False, check_finite=False, lapack_driver="gesdd")
     if s[0] == 0:
@@ -187,6 +196,7 @@ def _cholqr(kind, A, B, P, dt, refine):
     G = np.zeros((r, r), dtype=dt, order="F")
     C = np.zeros((r, B.shape[1]), dtype=dt, order="F")
     gemm = sla.get_blas_funcs("gemm", (G,))
+    syrk = sla.get_blas_funcs("syrk", (G,))
     # M_b = A_b R0^{-1} as a triangular multiply by the explicit inverse (trmm runs faster than
     # trsm in OpenBLAS; the inverse is just another preconditioner, applied consistently, and the
     # refinement step sees the true A).
@@ -206,7 +216,7 @@ def _cholqr(kind, A, B, P, dt, refine):
     for i0 in range(0, n, bs):
         i1 = min(n, i0 + bs)
         Mt = m_block(i0, i1)
-        G = gemm(1.0, Mt, Mt, beta=1.0, c=G, trans_b=1, overwrite_c=1)
+        G = syrk(1.0, Mt, beta=1.0, c=G, trans=0, lower=0, overwrite_c=1)  # upper triangle: all potrf reads
         C = gemm(1.0, Mt, B[i0:i1], beta=1.0, c=C, overwrite_c=1)
     try:
         R1 = sla.cholesky(G, lower=False, check_finite=False)
@@ -226,10 +236,87 @@ def _cholqr(kind, A, B, P, dt, refine):
 
     X = solve(C)
     for _ in range(refine):
-        Rsd = B - _matvec(kind, Ad, X)
-        g = _rmatvec(kind, Ad, Rsd)
+        g, _ = _normal_residual(kind, Ad, B, X)
         X = X + solve(gemm(1.0, W, g, trans_a=1) if W is not None else P.apply_t(g))
     return X, refine
+
+
+def _normal_residual(kind, A, B, X):
+    """(A^T (B - A X), ||B - A X||^2 per column); X = None means 0. One fused pass over a dense A."""
+    if kind == "dense":
+        Xf = None if X is None else np.asfortranarray(X, dtype=A.dtype)
+        return _core.sketch.normal_residual(A, B, Xf)
+    Rsd = B if X is None else B - _matvec(kind, A, X)
+    return np.asfortranarray(_rmatvec(kind, A, Rsd), dtype=B.dtype), np.einsum("ij,ij->j", Rsd, Rsd)
+
+
+def _gram_matrix(kind, A, dt):
+    """Upper triangle of A^T A: one BLAS syrk on the contiguous layout of a dense A (no copy)."""
+    if kind == "dense":
+        syrk = sla.get_blas_funcs("syrk", (A,))
+        return syrk(1.0, A, trans=1) if A.flags.f_contiguous else syrk(1.0, A.T, trans=0)
+    if kind == "sparse":
+        return np.asarray((A.T @ A).toarray(), dtype=dt)
+    Ad = _dense_A(kind, A, dt)
+    return Ad.T @ Ad
+
+
+def _gram(kind, A, B, dt, max_steps):
+    """Normal equations by Cholesky of A^T A (syrk: half the flops of a QR), refined to full accuracy.
+
+    x0 = R^-1 R^-T A^T b with R^T R = A^T A; then x += R^-1 R^-T A^T (b - A x), each step one fused
+    pass over A. A computed Gram matrix is off by O(eps ||A||^2), so the steps contract by about
+    eps cond(A)^2 (Higham, "Accuracy and Stability of Numerical Algorithms", 2nd ed., sec. 20.5;
+    refinement of the seminormal equations, Bjorck 1987): for cond(A) well below eps^-1/2 a few
+    passes reach the accuracy of Householder QR. Returns (X, steps, residual norms), or None when
+    the Cholesky factorization breaks down or the refinement does not converge (the caller then
+    falls back to Cholesky-QR).
+    """
+    eps = np.finfo(dt).eps
+    G = _gram_matrix(kind, A, dt)
+    try:
+        R = sla.cholesky(G, lower=False, overwrite_a=True, check_finite=False)
+    except np.linalg.LinAlgError:
+        return None
+    if not (np.all(np.isfinite(R)) and np.all(np.diag(R) > 0)):
+        return None
+
+    def solve(g):
+        y = sla.solve_triangular(R, g, lower=False, trans="T", check_finite=False)
+        return sla.solve_triangular(R, y, lower=False, check_finite=False)
+
+    g, rr = _normal_residual(kind, A, B, None)
+    bnorm = np.sqrt(rr)
+    X = solve(g)
+    prev, steps, ok = 1.0, 0, max_steps == 0
+    dX = np.zeros_like(X)
+    for steps in range(1, max_steps + 1):
+        g, rr = _normal_residual(kind, A, B, X)
+        dX = solve(g)
+        xn = np.maximum(np.linalg.norm(X, axis=0), np.finfo(dt).tiny)
+        step = float(np.max(np.linalg.norm(dX, axis=0) / xn))
+        X = X + dX
+        rho = step / prev if prev > 0 else 0.0
+        if step <= eps or rho * step <= 64 * eps:
+            ok = True  # the next step would not change x at working precision
+            break
+        if rho > 0.5:
+            # No longer contracting: at the rounding floor (fine) or too ill-conditioned (not).
+            # ||A dx|| ~ ||R dx|| relative to ||r|| tells which: the residual is settled when
+            # the last step moved it by less than sqrt(eps) (changing ||r|| by < eps relative).
+            rn = np.maximum(np.sqrt(rr), np.maximum(eps * bnorm, np.finfo(dt).tiny))
+            ok = bool(np.all(np.linalg.norm(R @ dX, axis=0) <= np.sqrt(eps) * rn))
+            break
+        prev = step
+    if not ok:
+        return None
+    # ||b - A (x + dx)||^2 = ||r||^2 - 2 dx.g + ||A dx||^2 with ||A dx|| = ||R dx||: the residual of
+    # the returned x without another pass over A (g and r are those of the last pass).
+    if not steps:
+        return X, 0, None
+    else:
+        rr = rr - 2.0 * np.einsum("ij,ij->j", dX, g) + np.einsum("ij,ij->j", R @ dX, R @ dX)
+    return X, steps, np.sqrt(np.maximum(rr, 0.0))
 
 
 def _precondition(kind, A, B, SA, SB, P, dt, rtol, max_iter, solver, refine):
@@ -292,8 +379,18 @@ def lstsq(A, b, method="auto", *, sketch=None, sketch_size=None, rtol=None, max_
         float32 is computed in float32.
     b : array_like, shape (n,) or (n, k)
         Right-hand side(s).
-    method : {"auto", "cholqr", "precondition", "solve"}
-        * "cholqr": randomized Cholesky-QR (default for dense A). Sketch S A, R0 from its QR,
+    method : {"auto", "gram", "cholqr", "precondition", "solve"}
+        * "auto": "gram" for dense A when the sketch shows cond(A)^2 eps is small (about
+          cond(A) < 5e7 in float64, 5e3 in float32), otherwise "cholqr"; "precondition" for
+          sparse A and operators.
+        * "gram": Cholesky of the Gram matrix A^T A (one BLAS syrk, half the flops of a
+          Householder QR), x from the normal equations, then iterative refinement
+          x += R^-1 R^-T A^T (b - A x) until x stops changing (each step one fused pass over A;
+          at most max(refine, 10) steps). The steps contract by about eps cond(A)^2, so the result
+          has Householder-QR accuracy whenever that is small; if the Cholesky factorization breaks
+          down or the refinement stalls, it falls back to "cholqr" (``result.method`` says which
+          ran). A sketch still runs first: it checks A for NaN/inf and, for "auto", estimates cond(A).
+        * "cholqr": randomized Cholesky-QR. Sketch S A, R0 from its QR,
           M = A R0^{-1} (one trmm by the inverse), R1 = chol(M^T M) (one GEMM), x = R0^{-1} R1^{-1} R1^{-T} M^T b,
           then one step of iterative refinement on the residual. BLAS-3, a fixed few passes over A,
           Householder-QR accuracy.
@@ -303,11 +400,11 @@ def lstsq(A, b, method="auto", *, sketch=None, sketch_size=None, rtol=None, max_
         * "solve": sketch-and-solve, x = argmin ||S A x - S b|| with a dense sketch (SRHT by
           default). Only eps-accurate: see Notes.
     sketch : str or SketchOperator, optional
-        One of "countsketch", "sparse_sign", "very_sparse", "gaussian", "srht", or an operator with
-        ``n`` columns. Default: "countsketch" for "cholqr", "sparse_sign" for "precondition",
+        One of "countsketch", "sparse_sign", "very_sparse", "gaussian", "srht", "srft", or an operator with
+        ``n`` columns. Default: "countsketch" for "gram" and "cholqr", "sparse_sign" for "precondition",
         "srht" for "solve".
     sketch_size : int, optional
-        Rows m of the sketch. Default: min(n, 4 d) for "cholqr" and "precondition",
+        Rows m of the sketch. Default: min(n, 4 d) for "gram", "cholqr" and "precondition",
         min(n, max(10 d, d + 100)) for "solve". Must be >= d except for "solve".
     rtol : float, optional
         Tolerance of LSQR/LSMR for "precondition" (``atol = btol = rtol``); default 1e-14 in
@@ -321,7 +418,8 @@ def lstsq(A, b, method="auto", *, sketch=None, sketch_size=None, rtol=None, max_
     solver : {"lsqr", "lsmr"}
         Krylov solver for "precondition".
     refine : int, default 1
-        Steps of iterative refinement: "cholqr" re-solves with the residual (cheap: the
+        Steps of iterative refinement ("gram": the cap is max(refine, 10) and the steps stop when
+        converged; 0 turns refinement off, and then "auto" picks "cholqr"): "cholqr" re-solves with the residual (cheap: the
         factorization is reused); "precondition" restarts LSQR/LSMR on the recomputed residual,
         which makes sketch-and-precondition backward stable at large condition numbers (SPIR).
         0 turns refinement off.
@@ -346,8 +444,14 @@ def lstsq(A, b, method="auto", *, sketch=None, sketch_size=None, rtol=None, max_
 
     Notes
     -----
+    "gram" solves the normal equations R^T R x = A^T b (R^T R = fl(A^T A)) and refines; each
+    step multiplies the error by about ||I - R^-T A^T A R^-1|| = O(eps cond(A)^2) [5]_, so at
+    cond(A) = 1e6 in float64 two passes reach the rounding floor of Householder QR. In float32
+    the residual and A^T r are accumulated in float64 (mixed-precision refinement), but the
+    Gram route is taken only up to cond(A) of a few thousand.
+
     Rank deficiency: when ``S A`` has numerical rank r < d (with high probability the rank of A),
-    "cholqr" and "precondition" use N = V_r diag(1/s_r) from the SVD of the sketch, so x lies in
+    "gram" falls back to "cholqr"; "cholqr" and "precondition" use N = V_r diag(1/s_r) from the SVD of the sketch, so x lies in
     the row space of A: the minimum-norm solution, as LSRN [3]_. ``rank`` reports r.
 
     "solve" guarantees, for a Gaussian or SRHT sketch of m rows, ``||A x - b|| <= (1 + eps)
@@ -366,6 +470,10 @@ def lstsq(A, b, method="auto", *, sketch=None, sketch_size=None, rtol=None, max_
        over- or underdetermined systems", SIAM J. Sci. Comput. 36(2), 2014.
     .. [4] Z. Song, M. Ye, J. Yin, L. Zhang, "A Nearly-Optimal Bound for Fast Regression with
        l_inf Guarantee", ICML 2023.
+    .. [5] N. J. Higham, "Accuracy and Stability of Numerical Algorithms", 2nd ed., SIAM 2002,
+       sec. 20.5 (iterative refinement for least squares); A. Bjorck, "Stability analysis of the
+       method of seminormal equations for linear least squares problems", Linear Algebra Appl.
+       88/89, 1987.
 
     Examples
     --------
@@ -374,7 +482,7 @@ def lstsq(A, b, method="auto", *, sketch=None, sketch_size=None, rtol=None, max_
     >>> A = rng.standard_normal((2000, 20)); b = rng.standard_normal(2000)
     >>> res = kf.sketch.lstsq(A, b)
     >>> res.method, res.rank
-    ('cholqr', 20)
+    ('gram', 20)
     >>> x_ref = np.linalg.lstsq(A, b, rcond=None)[0]
     >>> bool(np.allclose(res.x, x_ref, rtol=1e-10, atol=1e-12))
     True
@@ -408,9 +516,12 @@ def lstsq(A, b, method="auto", *, sketch=None, sketch_size=None, rtol=None, max_
     seed = check_seed(seed)
     eps = np.finfo(dt).eps
 
-    if method == "auto":
-        method = "cholqr" if kind == "dense" else "precondition"
-    default_sketch = {"cholqr": "countsketch", "precondition": "sparse_sign", "solve": "srht"}[method]
+    auto = method == "auto"
+    if auto:
+        method = ("gram" if refine else "cholqr") if kind == "dense" else "precondition"
+    if kind == "dense" and not (A.flags.c_contiguous or A.flags.f_contiguous):
+        A = np.ascontiguousarray(A)  # the BLAS and fused kernels stream A along a contiguous axis
+    default_sketch = {"gram": "countsketch", "cholqr": "countsketch", "precondition": "sparse_sign", "solve": "srht"}[method]
     if sketch is None:
         sketch = default_sketch
     if isinstance(sketch, SketchOperator):
@@ -427,6 +538,7 @@ def lstsq(A, b, method="auto", *, sketch=None, sketch_size=None, rtol=None, max_
         raise ValueError(f"sketch_size m = {m} is smaller than d = {d}: too small to precondition "
                          f"(S A must have at least d rows; use m >= 2 d, ideally 4 d)")
     S = make_sketch(sketch, m, n, seed)
+    rnorm = None
     # A dense A is checked for NaN/inf through its sketch when every row of A reaches the sketch
     # with a nonzero weight (then a non-finite entry always leaves a non-finite S A): one pass saved.
     check_later = kind == "dense" and getattr(S, "covers_all_rows", False)
@@ -457,17 +569,28 @@ def lstsq(A, b, method="auto", *, sketch=None, sketch_size=None, rtol=None, max_
         keep = SA.copy() if method == "precondition" else None
         P = _sketch_factor(SA, rank_rtol)
         rank = P.rank
+        if method == "gram":
+            out = None
+            # The sketch's R estimates cond(A): the Gram route only when its refinement converges fast
+            # ("auto"), or whenever A has full rank (explicit "gram"); it falls back to Cholesky-QR.
+            if P.R is not None and (not auto or P.rcond ** -2 * eps <= _GRAM_COND2_EPS):
+                out = _gram(kind, A, B, dt, max(refine, _GRAM_MAX_STEPS) if refine else 0)
+            if out is not None:
+                X, n_iter, rnorm = out
+                converged = True
+            else:
+                method = "cholqr"
         if method == "cholqr":
             X, n_iter = _cholqr(kind, A, B, P, dt, refine)
             converged = True
-        else:
+        elif method == "precondition":
             SB = S._apply_prepared("dense", B)
             X, n_iter, converged = _precondition(kind, A, B, keep, SB, P, dt, rtol, max_iter, solver, refine)
             if not converged and warn:
                 warnings.warn(f"{solver.upper()} on the preconditioned system did not reach rtol={rtol:g} in "
                               f"{max_iter} iterations", ConvergenceWarning, stacklevel=2)
-    Rsd = B - _matvec(kind, A, X)
-    rnorm = np.linalg.norm(Rsd, axis=0)
+    if rnorm is None:
+        rnorm = np.linalg.norm(B - _matvec(kind, A, X), axis=0)
     if vec:
         X, rnorm = X[:, 0], float(rnorm[0])
     return LstsqResult(x=np.ascontiguousarray(X), residual_norm=rnorm, n_iter=int(n_iter), converged=bool(converged),

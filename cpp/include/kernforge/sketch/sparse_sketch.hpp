@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -201,32 +202,99 @@ void apply_rows_dense(const Compressed64<T>& S, const MatrixView<const T>& A, T*
 
 // out (m x d, row-major) = S A with S given by columns (CSC) and A a dense matrix with contiguous
 // rows, streamed once in order: row j of A is scattered into the output rows of column j of S.
-// Threads own stripes of output columns (at least 16 wide), so every output entry is summed by
-// one thread in the order of j and the result does not depend on the thread count. This beats
-// apply_rows_dense (a gather of random rows of A) when A does not fit in cache.
+// This beats apply_rows_dense (a gather of random rows of A) when A does not fit in cache.
+//
+// Parallel split: A is cut into a fixed number of chunks of consecutive rows (a power of two
+// that depends on n and m only, never on the thread count); each chunk scatters into its own
+// partial product (chunk 0 straight into out), and the partials are then added in chunk order.
+// So every output entry has the same summation order for any thread count (bitwise
+// reproducible), and each thread streams long contiguous pieces of A. (Splitting the columns
+// instead makes every thread walk all rows of A, touching half of each row: on two cores that ran
+// slower than one thread.) The chunk count keeps the partials (nchunks m d) small next to A (n d).
+// CountSketch (one nonzero per column of S) needs no partials: thread t owns a range of output
+// rows (buckets) and adds, in increasing j, exactly the rows of A that land there, so each row of
+// A is read by one thread, each output entry has the 1-thread summation order, and the owned
+// output block is a fraction of m d (cache-resident). The next rows are prefetched because the
+// owned rows of A are a random subset.
+template <class T>
+bool countsketch_scatter_dense(const Compressed64<T>& S, index_t m, const MatrixView<const T>& A, T* out) {
+  const index_t n = S.outer, d = A.cols;
+  for (index_t j = 0; j <= n; ++j)
+    if (S.ptr[j] != j) return false;
+  const std::size_t work = static_cast<std::size_t>(n) * static_cast<std::size_t>(d);
+  const int nt = std::max(1, std::min<int>(threads_for(work), static_cast<int>(m)));
+  const index_t rs = A.row_stride;
+  const std::int64_t* __restrict idx = S.idx;
+  const T* __restrict val = S.val;
+  constexpr index_t ahead = 4;
+  ParallelGuard guard;  // the per-thread row list allocates
+#pragma omp parallel num_threads(nt)
+  guard.run([&] {
+    const int t = omp_thread_id(), T_ = omp_team_size();
+    const std::int64_t i0 = m * t / T_, i1 = m * (t + 1) / T_;
+    std::fill(out + i0 * d, out + i1 * d, T(0));
+    std::vector<index_t> mine;
+    mine.reserve(static_cast<std::size_t>(n / T_ + 16));
+    for (index_t j = 0; j < n; ++j)
+      if (idx[j] >= i0 && idx[j] < i1) mine.push_back(j);
+    const index_t cnt = static_cast<index_t>(mine.size());
+    const index_t line = static_cast<index_t>(64 / sizeof(T));
+    for (index_t p = 0; p < cnt; ++p) {
+      if (p + ahead < cnt) {
+        const T* nxt = A.data + mine[p + ahead] * rs;
+        for (index_t q = 0; q < d; q += line) __builtin_prefetch(nxt + q, 0, 0);
+      }
+      const index_t j = mine[p];
+      const T v = val[j];
+      const T* __restrict a = A.data + j * rs;
+      T* __restrict orow = out + idx[j] * d;
+#pragma omp simd
+      for (index_t k = 0; k < d; ++k) orow[k] += v * a[k];
+    }
+  });
+  guard.rethrow();
+  return true;
+}
+
 template <class T>
 void apply_scatter_dense(const Compressed64<T>& S, index_t m, const MatrixView<const T>& A, T* out) {
+  if (countsketch_scatter_dense(S, m, A, out)) return;
   const index_t n = S.outer, d = A.cols;
+  const std::size_t md = static_cast<std::size_t>(m) * static_cast<std::size_t>(d);
+  index_t nchunks = 1;
+  while (nchunks < 16 && n / (2 * nchunks) >= 16 * m) nchunks *= 2;
+  const index_t chunk = (n + nchunks - 1) / nchunks;
+  // Not value-initialised: each chunk clears its own partial inside the parallel loop (one pass,
+  // first touched by the thread that uses it).
+  std::unique_ptr<T[]> part(new T[static_cast<std::size_t>(nchunks - 1) * md]);
   const std::size_t work = static_cast<std::size_t>(S.ptr[n]) * static_cast<std::size_t>(d);
-  const index_t min_stripe = 16;
-  const int nt = std::max<int>(1, std::min<int>(threads_for(work), static_cast<int>((d + min_stripe - 1) / min_stripe)));
-  for (index_t q = 0; q < m * d; ++q) out[q] = T(0);
-#pragma omp parallel num_threads(nt)
-  {
-    const int t = omp_thread_id(), T_ = omp_team_size();
-    // Stripe boundaries rounded to multiples of 8 so no two threads share a cache line of out.
-    auto bound = [&](int k) { return std::min<index_t>(d, ((d * k / T_) + 7) / 8 * 8); };
-    const index_t c0 = t == 0 ? 0 : bound(t), c1 = t == T_ - 1 ? d : bound(t + 1);
-    const index_t w = c1 - c0;
-    if (w > 0) {
-      for (index_t j = 0; j < n; ++j) {
-        const T* __restrict a = A.data + j * A.row_stride + c0;
-        for (std::int64_t q = S.ptr[j]; q < S.ptr[j + 1]; ++q) {
-          const T v = S.val[q];
-          T* __restrict o = out + S.idx[q] * d + c0;
+  const int nt = std::max(1, std::min<int>(threads_for(work), static_cast<int>(nchunks)));
+  const index_t rs = A.row_stride;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
+  for (index_t c = 0; c < nchunks; ++c) {
+    T* __restrict o = c == 0 ? out : part.get() + static_cast<std::size_t>(c - 1) * md;
+    std::fill(o, o + md, T(0));
+    const index_t j1 = std::min(n, (c + 1) * chunk);
+    for (index_t j = c * chunk; j < j1; ++j) {
+      const T* __restrict a = A.data + j * rs;
+      for (std::int64_t q = S.ptr[j]; q < S.ptr[j + 1]; ++q) {
+        const T v = S.val[q];
+        T* __restrict orow = o + S.idx[q] * d;
 #pragma omp simd
-          for (index_t k = 0; k < w; ++k) o[k] += v * a[k];
-        }
+        for (index_t k = 0; k < d; ++k) orow[k] += v * a[k];
+      }
+    }
+  }
+  if (nchunks > 1) {
+    const index_t blk = 4096;
+    const index_t nblk = static_cast<index_t>((md + blk - 1) / blk);
+#pragma omp parallel for schedule(static) num_threads(threads_for(md * static_cast<std::size_t>(nchunks)))
+    for (index_t b = 0; b < nblk; ++b) {
+      const std::size_t e0 = static_cast<std::size_t>(b) * blk, e1 = std::min(md, e0 + blk);
+      for (index_t c = 1; c < nchunks; ++c) {
+        const T* __restrict p = part.get() + static_cast<std::size_t>(c - 1) * md;
+#pragma omp simd
+        for (std::size_t e = e0; e < e1; ++e) out[e] += p[e];
       }
     }
   }
@@ -250,22 +318,41 @@ void apply_rows_csr(const Compressed64<T>& S, const CsrView<T, I>& A, T* out) {
 }
 
 // out (m x d, column-major: out[i + k * m]) = S A with S given by columns (CSC over its n
-// columns) and A a strided dense matrix read column by column. Each output column is owned by
-// one thread.
+// columns) and A a strided dense matrix read column by column. Threads own contiguous groups of
+// output columns (each entry summed by one thread in row order: any thread count gives the same
+// bits). Rows are taken in blocks whose slice of S (ptr, idx, val) stays in L1 while it is reused
+// for every column of the group; one nonzero per column of S (CountSketch) skips the ptr lookups.
 template <class T>
 void apply_cols_dense(const Compressed64<T>& S, index_t m, const MatrixView<const T>& A, T* out) {
   const index_t n = S.outer, d = A.cols;
   const std::size_t work = static_cast<std::size_t>(S.ptr[n]) * static_cast<std::size_t>(d);
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads_for(work))
-  for (index_t k = 0; k < d; ++k) {
-    T* __restrict o = out + k * m;
-    for (index_t i = 0; i < m; ++i) o[i] = T(0);
-    const T* __restrict a = A.data + k * A.col_stride;
-    const index_t rs = A.row_stride;
-    for (index_t j = 0; j < n; ++j) {
-      const T x = a[j * rs];
-      if (x == T(0)) continue;
-      for (std::int64_t q = S.ptr[j]; q < S.ptr[j + 1]; ++q) o[S.idx[q]] += S.val[q] * x;
+  bool one_per_col = S.ptr[n] == n;
+  for (index_t j = 0; one_per_col && j < n; ++j) one_per_col = S.ptr[j] == j;
+  const int nt = std::max(1, std::min<int>(threads_for(work), static_cast<int>(d)));
+  const index_t rs = A.row_stride, cs = A.col_stride;
+  constexpr index_t RB = 1024;
+#pragma omp parallel num_threads(nt)
+  {
+    const int t = omp_thread_id(), T_ = omp_team_size();
+    const index_t k0 = d * t / T_, k1 = d * (t + 1) / T_;
+    for (index_t k = k0; k < k1; ++k) std::fill(out + k * m, out + (k + 1) * m, T(0));
+    for (index_t j0 = 0; j0 < n; j0 += RB) {
+      const index_t j1 = std::min(n, j0 + RB);
+      for (index_t k = k0; k < k1; ++k) {
+        T* __restrict o = out + k * m;
+        const T* __restrict a = A.data + k * cs;
+        if (one_per_col) {
+          const std::int64_t* __restrict idx = S.idx;
+          const T* __restrict val = S.val;
+          for (index_t j = j0; j < j1; ++j) o[idx[j]] += val[j] * a[j * rs];
+        } else {
+          for (index_t j = j0; j < j1; ++j) {
+            const T x = a[j * rs];
+            if (x == T(0)) continue;
+            for (std::int64_t q = S.ptr[j]; q < S.ptr[j + 1]; ++q) o[S.idx[q]] += S.val[q] * x;
+          }
+        }
+      }
     }
   }
 }
