@@ -15,12 +15,10 @@ import statistics
 import sys
 import time
 
-# Seconds to wait after each peer call before timing ours. OpenBLAS (and other BLAS) worker threads
-# spin for a while after a call returns; on a 2-core machine that spinning steals the core our
-# second thread needs, so without the pause a 2-thread kernforge row measures the peer's leftovers.
-# The pause is slept before BOTH contestants' calls, so that neither one always runs right after the
-# other on caches the other just warmed (a one-sided pause favoured the peer on memory-bound rows).
-# run.py sets this to 0.1 when more than one thread is used.
+# Seconds slept, untimed, before each contestant's call (0 in the suite). run.py instead makes OpenBLAS
+# workers sleep right after a call (OPENBLAS_THREAD_TIMEOUT): their spinning would steal the core our
+# second thread needs, and an idle gap slows whatever call comes next on these VMs. A bench that wants
+# a pause passes ``pause=`` to time_pair; it then precedes both contestants, never only one.
 PAUSE_AFTER_PEER = 0.0
 
 

@@ -12,6 +12,12 @@ import sys
 # OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE (set on some of these machines for old OpenBLAS builds) slow
 # a current NumPy, and act at import: drop them before NumPy loads so the peer runs at its best.
 _DROPPED = {k: os.environ.pop(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ}
+# OpenBLAS workers spin for about 2^28 cycles after each call; on 2 cores that spinning steals the core
+# a kernforge thread needs right after a peer call. A pause between calls does not cure it here:
+# after any idle gap this VM runs the next call 20-60% slower (every contestant, ours more), so the
+# suite times back to back and asks OpenBLAS (NumPy's and SciPy's copies alike) to sleep at once
+# instead, the way kernforge's own team waits (OMP_WAIT_POLICY=PASSIVE). Must precede NumPy's import.
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 import argparse  # noqa: E402
 import glob  # noqa: E402
@@ -90,10 +96,11 @@ def main(argv=None):
     set_threads(threads)
     import harness
 
-    harness.PAUSE_AFTER_PEER = 0.1 if threads > 1 else 0.0
+    harness.PAUSE_AFTER_PEER = 0.0
     meta = {"kernforge": kf.__version__, "numpy": np.__version__, "python": platform.python_version(),
             "machine": platform.machine(), "processor": platform.processor(), "cpu_count": os.cpu_count(),
-            "threads": threads, "quick": args.quick, "blas": blas_info(), "dropped_env": _DROPPED,
+            "threads": threads, "quick": args.quick,
+            "OPENBLAS_THREAD_TIMEOUT": os.environ.get("OPENBLAS_THREAD_TIMEOUT"), "blas": blas_info(), "dropped_env": _DROPPED,
             "kernforge_config": {k: v for k, v in kf._config.config().items() if k != "cpu_features"}}
     print(f"kernforge {kf.__version__} benchmarks ({'quick' if args.quick else 'full'}), threads={threads}, "
           f"areas: {', '.join(chosen)}")
