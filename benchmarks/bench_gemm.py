@@ -232,7 +232,7 @@ def _tiles(report, quick):
                 f"R^2(log time) = {v.r2_log_time:.3f} (paper's metric), R^2(log GFLOP/s) = {v.r2_log_gflops:.3f}, "
                 f"mean |time error| = {100 * v.mean_rel_error:.1f}%; within-shape Spearman(pred, measured) = "
                 f"{v.rank_corr:.2f}, top-1 regret = {v.top1_regret:.3f} (worst {v.max_regret:.2f}) vs default "
-                f"tiles {v.default_regret:.3f}; noise ceiling from a repeat sweep: Spearman {np.mean(rhos):.2f}, "
+                f"tiles {v.default_regret:.3f}, best of top-3 + default (what autotune times) {v.top3_regret:.3f}; noise ceiling from a repeat sweep: Spearman {np.mean(rhos):.2f}, "
                 f"regret of its pick {float(np.exp(np.mean(np.log(regs)))):.3f}")
     big = (1024, 1024, 1024) if quick else (2048, 2048, 2048)
     with _Threads(1):

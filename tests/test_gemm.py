@@ -538,6 +538,7 @@ def test_tile_model_holds_out_whole_shapes_and_scores_ranking():
     assert not set(v.test_shapes) & set(v.train_shapes)
     assert sorted(v.test_shapes + v.train_shapes) == sorted(shapes) and len(v.test_shapes) == 6
     assert -1 <= v.rank_corr <= 1 and 1 <= v.top1_regret <= v.max_regret and v.default_regret >= 1
+    assert 1 <= v.top3_regret <= min(v.top1_regret, v.default_regret) + 1e-12
     assert -np.inf < v.r2_log_gflops <= 1 and v.r2_log_time <= 1 and v.mean_rel_error >= 0
     # the synthetic preference is learnable: the held-out ranking beats chance and the pick beats
     # the median configuration; log time spans orders of magnitude, so its R^2 is high
