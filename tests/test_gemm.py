@@ -508,6 +508,11 @@ def test_tile_sweep_model_autotune(tmp_path, monkeypatch):
         kf.gemm.TileModel().predict_gflops(4, 4, 4, "float64", 1, [{}])
     with pytest.raises(ValueError, match="shape"):
         kf.gemm.autotune((1, 2))
+    with pytest.raises(ValueError, match="margin"):
+        kf.gemm.autotune((4, 4, 4), margin=1.5, cache=False)
+    # a margin no candidate can clear keeps the default tiles
+    r3 = kf.gemm.autotune((40, 50, 60), model=model, candidates=tiles, top=2, repeats=1, cache=False, margin=0.99)
+    assert r3["tiles"] == {} and r3["gflops"] == r3["default_gflops"]
 
 
 def _synthetic_sweep(shapes, tiles, seed=0):
