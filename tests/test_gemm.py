@@ -1,5 +1,6 @@
 """kf.gemm against NumPy (float64/longdouble references), closed forms and statistics."""
 import json
+import math
 
 import numpy as np
 import pytest
@@ -507,6 +508,61 @@ def test_tile_sweep_model_autotune(tmp_path, monkeypatch):
         kf.gemm.TileModel().predict_gflops(4, 4, 4, "float64", 1, [{}])
     with pytest.raises(ValueError, match="shape"):
         kf.gemm.autotune((1, 2))
+    with pytest.raises(ValueError, match="margin"):
+        kf.gemm.autotune((4, 4, 4), margin=1.5, cache=False)
+    # a margin no candidate can clear keeps the default tiles
+    r3 = kf.gemm.autotune((40, 50, 60), model=model, candidates=tiles, top=2, repeats=1, cache=False, margin=0.99)
+    assert r3["tiles"] == {} and r3["gflops"] == r3["default_gflops"]
+
+
+def _synthetic_sweep(shapes, tiles, seed=0):
+    """Records whose runtime follows the analytic estimate times a tile-dependent factor plus noise."""
+    rng = np.random.default_rng(seed)
+    d = kf.gemm.kernels(np.float64)[0]
+    recs = []
+    for (m, n, k) in shapes:
+        for t in tiles:
+            full = {key: t.get(key, d[key]) for key in ("mr", "nr", "mc", "kc", "nc")}
+            est = kf.gemm._analytic_seconds(m, n, k, 8, 1, *(full[c] for c in ("mr", "nr", "mc", "kc", "nc")))
+            # a smooth "true" preference for kc close to k, which the features (kc/k via waste, footprints) expose
+            sec = est * (1.0 + 0.5 * abs(math.log2(full["kc"] / max(k, 1)))) * math.exp(0.02 * rng.standard_normal())
+            recs.append({"m": m, "n": n, "k": k, "dtype": "float64", "threads": 1, **full, "pack_a": -1,
+                         "seconds": sec, "gflops": 2.0 * m * n * k / sec / 1e9, "default": not t})
+    return recs
+
+
+def test_tile_model_holds_out_whole_shapes_and_scores_ranking():
+    pytest.importorskip("sklearn", reason="TileModel needs scikit-learn")
+    rng = np.random.default_rng(3)
+    shapes = sorted({tuple(int(v) for v in np.exp(rng.uniform(np.log(8), np.log(600), 3))) for _ in range(24)})
+    tiles = [{"kc": kc, "mc": mc} for kc in (16, 64, 256) for mc in (48, 96)] + [{}]
+    recs = _synthetic_sweep(shapes, tiles)
+    model = kf.gemm.TileModel(n_estimators=30).fit(recs, holdout=0.25)
+    v = model.validation_
+    assert isinstance(v, kf.gemm.TileValidation) and "rank_corr" in repr(v)
+    assert not set(v.test_shapes) & set(v.train_shapes)
+    assert sorted(v.test_shapes + v.train_shapes) == sorted(shapes) and len(v.test_shapes) == 6
+    assert -1 <= v.rank_corr <= 1 and 1 <= v.top1_regret <= v.max_regret and v.default_regret >= 1
+    assert 1 <= v.top3_regret <= min(v.top1_regret, v.default_regret) + 1e-12
+    assert -np.inf < v.r2_log_gflops <= 1 and v.r2_log_time <= 1 and v.mean_rel_error >= 0
+    # the synthetic preference is learnable: the held-out ranking beats chance and the pick beats
+    # the median configuration; log time spans orders of magnitude, so its R^2 is high
+    assert v.rank_corr > 0.5 and v.r2_log_time > 0.9
+    # predictions: seconds and GFLOP/s agree, and are positive
+    sec = model.predict_seconds(100, 50, 70, "float64", 1, tiles)
+    gf = model.predict_gflops(100, 50, 70, "float64", 1, tiles)
+    np.testing.assert_allclose(gf, 2 * 100 * 50 * 70 / sec / 1e9)
+    assert np.all(sec > 0)
+
+
+def test_tile_features_in_range():
+    f = kf.gemm.tile_features(100, 7, 300, "float32", 2, 6, 16, 96, 256, 4080)
+    assert len(f) == 27 and all(np.isfinite(f))
+    assert f[17] >= 1 and f[18] >= 1  # edge waste: padded / true work
+    np.testing.assert_allclose(f[18], 16 / 7)
+    assert kf.gemm._spearman([1, 2, 3], [10, 20, 30]) == pytest.approx(1.0)
+    assert kf.gemm._spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+    assert kf.gemm._spearman([1, 1, 1], [3, 2, 1]) == 0.0
 
 
 def test_kernels_listing():
