@@ -44,6 +44,45 @@ inline bool adaptive_omega(const std::vector<double>& errors, double omega_max, 
   return true;
 }
 
+// The over-relaxation schedule every Sinkhorn-type loop follows: plain steps (omega = 1, unless the
+// user fixed omega) until omega_warmup (and at least 11) errors of this run are recorded, then one
+// adaptive_omega estimate; back to plain steps for good once an over-relaxed step meets the
+// tolerance (so the returned rows are exact) or when the error climbs 10x above its best (diverging).
+class OmegaSchedule {
+ public:
+  template <class Options>
+  OmegaSchedule(const Options& opt, std::size_t start)
+      : omega_(opt.adaptive ? 1.0 : opt.omega),
+        omega_max_(opt.omega_max),
+        warmup_(static_cast<std::size_t>(opt.omega_warmup)),
+        start_(start),
+        locked_(!opt.adaptive) {}
+  double omega() const { return omega_; }
+  // Tolerance met by an over-relaxed step: finish with plain steps.
+  void finish() {
+    omega_ = 1.0;
+    locked_ = true;
+  }
+  // After recording err (errors.back()) for a step that did not meet the tolerance. Returns true when
+  // this call made the estimate, which is then omega().
+  bool observe(const std::vector<double>& errors, double err) {
+    best_ = std::min(best_, err);
+    const std::size_t k = errors.size() - start_;
+    if (!locked_ && k >= warmup_ && k >= 11) {
+      locked_ = true;
+      return adaptive_omega(errors, omega_max_, omega_);
+    }
+    if (omega_ > 1.0 && err > 10.0 * best_) omega_ = 1.0;
+    return false;
+  }
+
+ private:
+  double omega_, omega_max_;
+  std::size_t warmup_, start_;
+  bool locked_;
+  double best_ = std::numeric_limits<double>::infinity();
+};
+
 // One side (rows or columns) of a scaling problem.
 template <class T>
 struct Side {
@@ -235,17 +274,15 @@ Info solve_log(const Cost& cost, const Side<T>& rows, const Side<T>& cols, Poten
     const T eps = static_cast<T>(schedule[stage]);
     const double tol = last ? opt.tol : std::max(opt.tol, 1e-5);
     const long stage_cap = last ? opt.max_iter : std::min<long>(opt.max_iter, it + 200);
-    double omega = opt.adaptive ? 1.0 : opt.omega;
-    bool finishing = false, omega_locked = !opt.adaptive;
+    OmegaSchedule sched(opt, info.errors.size());
     bool last_f_plain = false;  // the latest f-update used omega = 1 (rows exact)
-    const size_t stage_start = info.errors.size();
-    double best = std::numeric_limits<double>::infinity();
     std::vector<T> gsave;
     bool stage_done = false;
     while (it < stage_cap) {
       double colres, colsup, rowres, rowsup;
       // g-update; its residual is that of the current state (f, g).
       if (opt.balanced) gsave = z.g;
+      const double omega = sched.omega();
       S.half_step(false, z.g, z.gd, z.f, z.fd, eps, static_cast<T>(omega), true, colres, colsup, opt.balanced);
       double err = opt.balanced ? colres : colsup;
       if (!std::isfinite(err)) {
@@ -275,20 +312,10 @@ Info solve_log(const Cost& cost, const Side<T>& rows, const Side<T>& cols, Poten
           stage_done = true;
           break;
         }
-        // Over-relaxed: finish with plain steps so that the returned rows are exact.
-        finishing = true;
-        omega = 1.0;
-        omega_locked = true;
+        sched.finish();  // over-relaxed: finish with plain steps so that the returned rows are exact
         continue;
       }
-      best = std::min(best, err);
-      const size_t k = info.errors.size() - stage_start;
-      if (!omega_locked && k >= static_cast<size_t>(opt.omega_warmup) && k >= 11) {
-        if (adaptive_omega(info.errors, opt.omega_max, omega)) info.omega = omega;
-        omega_locked = true;  // estimated once per stage, from the plain iterations
-      } else if (omega > 1.0 && !finishing && err > 10.0 * best) {
-        omega = 1.0;  // safeguard: over-relaxation diverging, fall back to plain Sinkhorn
-      }
+      if (sched.observe(info.errors, err)) info.omega = sched.omega();  // once per stage
     }
     if (!opt.adaptive) info.omega = opt.omega;
     if (!stage_done) {
@@ -355,15 +382,13 @@ bool solve_kernel(const T* C, index_t n, index_t m, const T* a, const T* b, T ep
     for (index_t i = 0; i < n; ++i) z.f[i] = eps * std::log(u[i]);
     for (index_t j = 0; j < m; ++j) z.g[j] = eps * std::log(v[j]);
   };
-  double omega = opt.adaptive ? 1.0 : opt.omega;
-  double omega_used = omega;
-  bool locked = !opt.adaptive;
+  OmegaSchedule sched(opt, info.errors.size());
+  double omega_used = sched.omega();
   bool last_u_plain = false;
-  double best = std::numeric_limits<double>::infinity();
   std::vector<T> vnew(m), unew(n);
-  const size_t start = info.errors.size();
   long it = info.n_iter;
   while (it < opt.max_iter) {
+    const double omega = sched.omega();
     matvec_t(u, kv.data());
     double res2 = 0;
     bool bad = false;
@@ -413,18 +438,10 @@ bool solve_kernel(const T* C, index_t n, index_t m, const T* a, const T* b, T ep
       return false;
     }
     if (err < opt.tol) {
-      omega = 1.0;
-      locked = true;
+      sched.finish();
       continue;
     }
-    best = std::min(best, err);
-    const size_t k = info.errors.size() - start;
-    if (!locked && k >= static_cast<size_t>(opt.omega_warmup) && k >= 11) {
-      if (adaptive_omega(info.errors, opt.omega_max, omega)) omega_used = omega;
-      locked = true;
-    } else if (omega > 1.0 && err > 10.0 * best) {
-      omega = 1.0;
-    }
+    if (sched.observe(info.errors, err)) omega_used = sched.omega();
   }
   info.omega = omega_used;
   info.n_iter = it;
@@ -470,12 +487,10 @@ bool solve_kernel_scaling(const T* C, index_t n, index_t m, const Side<T>& rows,
     for (index_t j = 0; j < m; ++j) z.g[j] = static_cast<T>(eps * (lv[j] - detail::ref_of(cols.logref, j)));
   };
   const double lim = sizeof(T) == 8 ? 600.0 : 70.0;  // |log scaling| kept inside the safe range
-  double omega = opt.adaptive ? 1.0 : opt.omega;
-  bool locked = !opt.adaptive;
-  double best = std::numeric_limits<double>::infinity();
-  const size_t start = info.errors.size();
+  OmegaSchedule sched(opt, info.errors.size());
   long it = info.n_iter;
   while (it < opt.max_iter) {
+    const double omega = sched.omega();
     double sup = 0;
     bool bad = false;
     // V update from K^T U.
@@ -537,19 +552,7 @@ bool solve_kernel_scaling(const T* C, index_t n, index_t m, const Side<T>& rows,
       info.converged = true;
       break;
     }
-    best = std::min(best, sup);
-    const size_t k = info.errors.size() - start;
-    if (!locked && k >= static_cast<size_t>(opt.omega_warmup) && k >= 11) {
-      const double e1 = info.errors.back(), e0 = info.errors[info.errors.size() - 11];
-      if (e1 > 0 && e0 > 0 && e1 < e0) {
-        const double r = std::pow(e1 / e0, 0.1);
-        omega = std::min(opt.omega_max, 2.0 / (1.0 + std::sqrt(std::max(0.0, 1.0 - r))));
-        info.omega = omega;
-      }
-      locked = true;
-    } else if (omega > 1.0 && sup > 10.0 * best) {
-      omega = 1.0;
-    }
+    if (sched.observe(info.errors, sup)) info.omega = sched.omega();
   }
   info.n_iter = it;
   to_potentials();

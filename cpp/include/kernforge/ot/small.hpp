@@ -135,7 +135,15 @@ __attribute__((target("avx2,fma"))) inline __m256d hsum4_pd(__m256d a0, __m256d 
 }
 
 // y = K x: four rows at a time, two accumulators per row.
-__attribute__((target("avx2,fma"))) inline void k_x_avx2(const double* K, index_t n, index_t m, const double* x,
+// GCC's constant propagation into these (from callers with fixed sizes) makes it warn, wrongly, that
+// the row-tail loop overflows i * m (-Waggressive-loop-optimizations, fatal under -Werror).
+#if defined(__GNUC__) && !defined(__clang__)
+#define KF_OT_NOIPA __attribute__((noipa))
+#else
+#define KF_OT_NOIPA
+#endif
+
+KF_OT_NOIPA __attribute__((target("avx2,fma"))) inline void k_x_avx2(const double* K, index_t n, index_t m, const double* x,
                                                          double* y) {
   index_t i = 0;
   const index_t m8 = m - m % 8, m4 = m - m % 4;
@@ -189,7 +197,7 @@ __attribute__((target("avx2,fma"))) inline float hsum_ps(__m256 v) {
   return _mm_cvtss_f32(a);
 }
 
-__attribute__((target("avx2,fma"))) inline void k_x_avx2(const float* K, index_t n, index_t m, const float* x,
+KF_OT_NOIPA __attribute__((target("avx2,fma"))) inline void k_x_avx2(const float* K, index_t n, index_t m, const float* x,
                                                          float* y) {
   index_t i = 0;
   const index_t m8 = m - m % 8;
@@ -301,13 +309,12 @@ bool solve_kernel_small(const T* C, index_t n, index_t m, const T* a, const T* b
   for (index_t i = 0; i < n; ++i) u[i] = warm ? std::exp(z.f[i] * inv) : T(1);
   for (index_t j = 0; j < m; ++j) v[j] = warm ? std::exp(z.g[j] * inv) : T(1);
   const T hi = std::sqrt(std::numeric_limits<T>::max()) * T(1e-3), lo = T(1) / hi;
-  double omega = opt.adaptive ? 1.0 : opt.omega;
-  double omega_used = omega;
-  bool locked = !opt.adaptive, last_u_plain = false, failed = false;
-  double best = std::numeric_limits<double>::infinity();
-  const size_t start = info.errors.size();
+  OmegaSchedule sched(opt, info.errors.size());
+  double omega_used = sched.omega();
+  bool last_u_plain = false, failed = false;
   long it = info.n_iter;
   while (it < opt.max_iter) {
+    const double omega = sched.omega();
     detail::kt_x(K, n, m, u, ktu, avx2);
     double res2 = 0;
     for (index_t j = 0; j < m; ++j) {
@@ -336,19 +343,10 @@ bool solve_kernel_small(const T* C, index_t n, index_t m, const T* a, const T* b
       break;
     }
     if (err < opt.tol) {
-      // Over-relaxed step met the tolerance: finish with plain steps so the rows are exact.
-      omega = 1.0;
-      locked = true;
+      sched.finish();  // over-relaxed step met the tolerance: finish with plain steps (exact rows)
       continue;
     }
-    best = std::min(best, err);
-    const size_t k = info.errors.size() - start;
-    if (!locked && k >= static_cast<size_t>(opt.omega_warmup) && k >= 11) {
-      if (adaptive_omega(info.errors, opt.omega_max, omega)) omega_used = omega;
-      locked = true;
-    } else if (omega > 1.0 && err > 10.0 * best) {
-      omega = 1.0;  // safeguard: over-relaxation diverging, fall back to plain steps
-    }
+    if (sched.observe(info.errors, err)) omega_used = sched.omega();
   }
   info.n_iter = it;
   info.omega = opt.adaptive ? omega_used : opt.omega;
