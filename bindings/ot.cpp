@@ -119,13 +119,10 @@ py::dict sinkhorn_dense(py::array C, py::array a, py::array b, double eps, const
       if (!ok) {
         used = "log";
         auto o2 = opt;
-        o2.max_iter = std::max<long>(1, max_iter - info.n_iter);
+        o2.max_iter = kf::ot::iterations_left(max_iter, info);
         kf::ot::Info i2 = kf::ot::solve_log(*cost, rows, cols, z, o2);
-        info.errors.insert(info.errors.end(), i2.errors.begin(), i2.errors.end());
-        info.n_iter += i2.n_iter;
-        info.converged = i2.converged;
+        kf::ot::append_run(info, i2);
         info.omega = i2.omega;
-        if (!i2.note.empty()) info.note += "; " + i2.note;
       }
     } else if (method == "log") {
       cost = std::make_unique<kf::ot::DenseCost<T>>(cp, n, m);
@@ -276,13 +273,10 @@ py::dict scaling_dense(py::array C, py::array la, py::array lb, py::object tau_a
     cost = std::make_unique<kf::ot::DenseCost<T>>(cp, n, m, !done);
     if (!done) {
       auto o2 = opt;
-      o2.max_iter = std::max<long>(1, max_iter - info.n_iter);
+      o2.max_iter = kf::ot::iterations_left(max_iter, info);
       kf::ot::Info i2 = kf::ot::solve_log(*cost, rows, cols, z, o2);
-      info.errors.insert(info.errors.end(), i2.errors.begin(), i2.errors.end());
-      info.n_iter += i2.n_iter;
-      info.converged = i2.converged;
+      kf::ot::append_run(info, i2);
       if (i2.omega != 1.0) info.omega = i2.omega;
-      if (!i2.note.empty()) info.note += (info.note.empty() ? "" : "; ") + i2.note;
     }
   }
   py::dict d;
@@ -318,12 +312,9 @@ py::dict partial_dense(py::array C, py::array la, py::array lb, double mass, dou
     cost = std::make_unique<kf::ot::DenseCost<T>>(cp, n, m, !ok);
     if (!ok) {
       auto o2 = opt;
-      o2.max_iter = std::max<long>(1, max_iter - info.n_iter);
+      o2.max_iter = kf::ot::iterations_left(max_iter, info);
       kf::ot::Info i2 = kf::ot::solve_partial(*cost, loga, logb, static_cast<T>(mass), static_cast<T>(eps), z, mu, o2);
-      info.errors.insert(info.errors.end(), i2.errors.begin(), i2.errors.end());
-      info.n_iter += i2.n_iter;
-      info.converged = i2.converged;
-      if (!i2.note.empty()) info.note += (info.note.empty() ? "" : "; ") + i2.note;
+      kf::ot::append_run(info, i2);
     }
   }
   py::dict d;
@@ -415,11 +406,9 @@ py::dict sinkhorn_batch(py::array C, py::array a, py::array b, double eps, doubl
             rows.mass_cache.clear();  // reused across problems: drop the previous targets
             cols.mass_cache.clear();
             auto o2 = opt;
-            o2.max_iter = kernel ? std::max<long>(1, opt.max_iter - info.n_iter) : opt.max_iter;
+            o2.max_iter = kf::ot::iterations_left(opt.max_iter, info);  // all of it without a kernel attempt
             kf::ot::Info i2 = kf::ot::solve_log(*cost, rows, cols, z, o2);
-            info.n_iter += i2.n_iter;
-            info.converged = i2.converged;
-            info.errors.insert(info.errors.end(), i2.errors.begin(), i2.errors.end());
+            kf::ot::append_run(info, i2);
           } else if (!shared) {
             // The plan reads rows only: no transpose.
             own = std::make_unique<kf::ot::DenseCost<T>>(Cp, n, m, false);

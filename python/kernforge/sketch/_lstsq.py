@@ -314,8 +314,8 @@ def _gram(kind, A, B, dt, max_steps):
     # the returned x without another pass over A (g and r are those of the last pass).
     if not steps:
         return X, 0, None
-    else:
-        rr = rr - 2.0 * np.einsum("ij,ij->j", dX, g) + np.einsum("ij,ij->j", R @ dX, R @ dX)
+    RdX = R @ dX
+    rr = rr - 2.0 * np.einsum("ij,ij->j", dX, g) + np.einsum("ij,ij->j", RdX, RdX)
     return X, steps, np.sqrt(np.maximum(rr, 0.0))
 
 
@@ -391,7 +391,7 @@ def lstsq(A, b, method="auto", *, sketch=None, sketch_size=None, rtol=None, max_
           down or the refinement stalls, it falls back to "cholqr" (``result.method`` says which
           ran). A sketch still runs first: it checks A for NaN/inf and, for "auto", estimates cond(A).
         * "cholqr": randomized Cholesky-QR. Sketch S A, R0 from its QR,
-          M = A R0^{-1} (one trmm by the inverse), R1 = chol(M^T M) (one GEMM), x = R0^{-1} R1^{-1} R1^{-T} M^T b,
+          M = A R0^{-1} (one trmm by the inverse), R1 = chol(M^T M) (one syrk), x = R0^{-1} R1^{-1} R1^{-T} M^T b,
           then one step of iterative refinement on the residual. BLAS-3, a fixed few passes over A,
           Householder-QR accuracy.
         * "precondition": Blendenpik/LSRN sketch-and-precondition (default for sparse A and

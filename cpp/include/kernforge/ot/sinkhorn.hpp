@@ -131,6 +131,17 @@ struct Info {
   std::string note;
 };
 
+// A kernel-domain attempt that stops (underflow, overflow) hands over to the log domain, which
+// continues with the iterations left and whose run is appended to the attempt's record (omega is
+// the caller's to merge: which estimate to report differs by solver).
+inline long iterations_left(long max_iter, const Info& info) { return std::max<long>(1, max_iter - info.n_iter); }
+inline void append_run(Info& info, const Info& more) {
+  info.errors.insert(info.errors.end(), more.errors.begin(), more.errors.end());
+  info.n_iter += more.n_iter;
+  info.converged = more.converged;
+  if (!more.note.empty()) info.note += (info.note.empty() ? "" : "; ") + more.note;
+}
+
 template <class T>
 struct Potentials {
   std::vector<T> f, g;
