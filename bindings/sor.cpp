@@ -82,6 +82,11 @@ struct PySorMatrix {
     return py::make_tuple(c.n_colors(), colors);
   }
 
+  py::tuple mc_storage() {
+    const auto& c = multicolor();
+    return py::make_tuple(c.ell_width(), c.narrow_columns(), c.float32_values());
+  }
+
   bool mc_sweep(py::array x, py::array b, double omega, const std::string& direction, int sweeps) {
     const auto n = m->size();
     T* xp = kf::contiguous_ptr<T>(x, "x", n, true);
@@ -163,6 +168,7 @@ void bind_matrix(py::module_& s, const char* name) {
            py::arg("max_iter"), py::arg("symmetric"))
       .def("residual_norm", &M::residual_norm, py::arg("x"), py::arg("b"))
       .def("coloring", &M::coloring)
+      .def("mc_storage", &M::mc_storage)
       .def("is_symmetric", &M::is_symmetric, py::arg("tol"))
       .def("mc_sweep", &M::mc_sweep, py::arg("x").noconvert(), py::arg("b"), py::arg("omega"),
            py::arg("direction"), py::arg("sweeps"))

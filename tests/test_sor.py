@@ -491,6 +491,91 @@ def test_multicolor_sweep_is_sor_of_permuted_matrix(dtype, direction, rng):
     np.testing.assert_array_equal(x, y)
 
 
+def _variable_poisson(m, rng):
+    """5-point stencil with random positive edge weights: values a_ij / a_ii are not float32-exact."""
+    A = poisson2d(m).tocoo()
+    off = A.row < A.col
+    w = 0.5 + rng.random(off.sum())
+    W = sp.coo_matrix((np.r_[w, w], (np.r_[A.row[off], A.col[off]], np.r_[A.col[off], A.row[off]])), shape=A.shape)
+    return (sp.diags(np.asarray(W.sum(axis=1)).ravel() + 0.1) - W).tocsr()
+
+
+def _with_isolated_rows(m):
+    """2-D Poisson with a few decoupled rows: rows without off-diagonals inside an ELL layout."""
+    A = poisson2d(m).tolil()
+    for i in (0, 7, m * m - 1):
+        A.rows[i], A.data[i] = [i], [3.0]
+    A = A.tocsr()
+    A = A.multiply(A.T != 0).tocsr()  # drop the couplings into those rows too
+    return A.tocsr()
+
+
+def _long_range(n):
+    """Tridiagonal plus the coupling i <-> n-1-i: a block of rows reaches columns more than 65535
+    apart in the permuted order, so the columns cannot be stored as 16-bit offsets."""
+    i = np.arange(n // 2)
+    L = sp.coo_matrix((np.full(i.size, -0.5), (i, n - 1 - i)), shape=(n, n))
+    T = sp.diags([-1.0, 3.0, -1.0], [-1, 0, 1], shape=(n, n))
+    return (T + L + L.T).tocsr()
+
+
+@pytest.mark.parametrize("case, dtype, storage", [
+    ("poisson2d", np.float64, "ELL width 4, 16-bit columns, float32 values (exact)"),
+    ("poisson2d", np.float32, "ELL width 4, 16-bit columns, float32 values"),
+    ("poisson3d", np.float64, "ELL width 6, 16-bit columns, float64 values"),
+    ("variable", np.float64, "ELL width 4, 16-bit columns, float64 values"),
+    ("isolated", np.float64, "ELL width 4, 16-bit columns, float32 values (exact)"),
+    ("irregular", np.float64, "CSR, 32/64-bit columns, float64 values"),
+])
+@pytest.mark.parametrize("direction", DIRECTIONS)
+def test_multicolor_storage_layouts_match_dense(case, dtype, storage, direction, rng):
+    # Each compressed layout of the permuted matrix (ELL, 16-bit columns, exact float32 values)
+    # must give the SOR iterate of the permuted matrix, computed densely.
+    A = {"poisson2d": lambda: poisson2d(13), "poisson3d": lambda: poisson3d(6),
+         "variable": lambda: _variable_poisson(13, rng), "isolated": lambda: _with_isolated_rows(12),
+         "irregular": lambda: random_dd(150, rng, density=0.03) + sp.diags(np.r_[0.0, np.full(149, 0.0)]) +
+         sp.csr_matrix((np.full(149, -0.01), (np.zeros(149, int), np.arange(1, 150))), shape=(150, 150))}[case]()
+    A = sp.csr_matrix(A).astype(dtype)
+    S = kf.sor.SOR(A, ordering="multicolor")
+    assert S.multicolor_storage == storage
+    check_coloring(A, S.colors)
+    perm, P = permuted(A, S.colors)
+    n = A.shape[0]
+    b = rng.standard_normal(n).astype(dtype)
+    x0 = rng.standard_normal(n).astype(dtype)
+    x = x0.copy()
+    S.sweep(x, b, omega=1.4, direction=direction, sweeps=2)
+    Pd = P.toarray()
+    ref = dense_sor(Pd, b[perm], dense_sor(Pd, b[perm], x0[perm], 1.4, direction), 1.4, direction)
+    out = np.empty_like(ref)
+    out[perm] = ref
+    np.testing.assert_allclose(x, out, rtol=tol(dtype) * 10, atol=tol(dtype) * 10 * np.abs(out).max())
+    # The residual fused into the solve's sweeps reads the same layout.
+    res = S.solve(b, omega=1.2, rtol=1e-3 if dtype == np.float32 else 1e-9, symmetric=direction == "symmetric")
+    assert res.converged
+    bn = np.linalg.norm(b.astype(np.float64))
+    r = np.linalg.norm(b.astype(np.float64) - A.astype(np.float64) @ res.x.astype(np.float64)) / bn
+    assert r == pytest.approx(res.residual, rel=1e-3 if dtype == np.float32 else 1e-8)
+
+
+def test_multicolor_wide_column_span():
+    # 140000 rows with couplings across the whole range: 32-bit columns; the multicolour sweep
+    # equals the lexicographic sweep of the permuted matrix (itself tested against dense SOR).
+    A = _long_range(140_000)
+    S = kf.sor.SOR(A, ordering="multicolor")
+    assert S.multicolor_storage.startswith("ELL width 3, 32/64-bit columns")
+    perm, P = permuted(A, S.colors)
+    rng = np.random.default_rng(5)
+    b = rng.standard_normal(A.shape[0])
+    x0 = rng.standard_normal(A.shape[0])
+    for direction in DIRECTIONS:
+        x = x0.copy()
+        S.sweep(x, b, omega=1.3, direction=direction, sweeps=2)
+        y = x0[perm].copy()
+        kf.sor.sweep(P, y, b[perm], omega=1.3, direction=direction, sweeps=2)
+        np.testing.assert_allclose(x[perm], y, rtol=1e-13, atol=1e-13 * np.abs(y).max())
+
+
 @pytest.mark.parametrize("symmetric", [False, True])
 def test_multicolor_bitwise_identical_across_threads(symmetric, rng):
     A = poisson2d(130)  # above the size threshold, so 2 threads really run

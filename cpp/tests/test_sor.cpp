@@ -354,6 +354,45 @@ TEST(Multicolor, SweepIsLexicographicSweepOfPermutedMatrix) {
   }
 }
 
+TEST(Multicolor, CompressedLayoutsGiveThePermutedSweep) {
+  // 2-D Poisson: ELL of width 4, 16-bit column offsets and float32 values (-1/4 is exact); the same
+  // grid with uneven weights keeps float64 values. Both must equal the lexicographic sweep of P A P^T.
+  for (bool uneven : {false, true}) {
+    Dense a = poisson2d(11);
+    if (uneven)
+      for (int i = 0; i < 121; ++i)
+        for (int j = 0; j < 121; ++j)
+          if (i != j && a[i][j] != 0) a[i][j] *= 1.0 + 0.1 * ((i + j) % 3);
+    const auto c = to_csr<double, std::int32_t>(a);
+    const kf::sor::SorMatrix<double, std::int32_t> m(c.view());
+    const kf::sor::MulticolorMatrix<double, std::int32_t> mc(m);
+    EXPECT_EQ(mc.ell_width(), 4);
+    EXPECT_TRUE(mc.narrow_columns());
+    EXPECT_EQ(mc.float32_values(), !uneven);
+    const auto& perm = mc.perm();
+    Dense pa(121, std::vector<double>(121, 0.0));
+    for (int i = 0; i < 121; ++i)
+      for (int j = 0; j < 121; ++j) pa[i][j] = a[perm[i]][perm[j]];
+    const auto pc = to_csr<double, std::int32_t>(pa);
+    const kf::sor::SorMatrix<double, std::int32_t> pm(pc.view());
+    std::vector<double> x(121), b(121), xp(121), bp(121);
+    for (int i = 0; i < 121; ++i) {
+      x[i] = std::sin(i + 0.5);
+      b[i] = std::cos(2.0 * i);
+    }
+    for (int k = 0; k < 121; ++k) {
+      xp[k] = x[perm[k]];
+      bp[k] = b[perm[k]];
+    }
+    for (auto dir : {kf::sor::Direction::forward, kf::sor::Direction::backward, kf::sor::Direction::symmetric}) {
+      std::vector<double> y = x, yp = xp;
+      EXPECT_TRUE(kf::sor::multicolor_sweep(mc, y.data(), b.data(), 1.6, dir, 3));
+      kf::sor::sweep(pm, yp.data(), bp.data(), 1.6, dir, 3);
+      for (int k = 0; k < 121; ++k) EXPECT_NEAR(y[perm[k]], yp[k], 1e-13 * (1.0 + std::abs(yp[k])));
+    }
+  }
+}
+
 TEST(Sor, StencilSweepMatchesDense) {
   // Banded rows, where the sweep takes x_{i-1} (x_{i+1} backward) from a register rather than
   // from memory: a nonsymmetric, unevenly weighted 5-point matrix against the dense splitting.
