@@ -525,7 +525,8 @@ def _long_range(n):
     ("poisson3d", np.float64, "ELL width 6, 16-bit columns, float64 values"),
     ("variable", np.float64, "ELL width 4, 16-bit columns, float64 values"),
     ("isolated", np.float64, "ELL width 4, 16-bit columns, float32 values (exact)"),
-    ("irregular", np.float64, "CSR, 32/64-bit columns, float64 values"),
+    ("irregular", np.float64, "CSR, 16-bit columns, float64 values"),
+    ("irregular", np.float32, "CSR, 16-bit columns, float32 values"),
 ])
 @pytest.mark.parametrize("direction", DIRECTIONS)
 def test_multicolor_storage_layouts_match_dense(case, dtype, storage, direction, rng):
@@ -558,12 +559,18 @@ def test_multicolor_storage_layouts_match_dense(case, dtype, storage, direction,
     assert r == pytest.approx(res.residual, rel=1e-3 if dtype == np.float32 else 1e-8)
 
 
-def test_multicolor_wide_column_span():
-    # 140000 rows with couplings across the whole range: 32-bit columns; the multicolour sweep
-    # equals the lexicographic sweep of the permuted matrix (itself tested against dense SOR).
+@pytest.mark.parametrize("hub, storage", [(False, "ELL width 3, 32/64-bit columns"), (True, "CSR, 32/64-bit columns")])
+def test_multicolor_wide_column_span(hub, storage):
+    # 140000 rows with couplings across the whole range: 32-bit columns (a hub row with 40 couplings
+    # makes the rows too uneven for ELL); the multicolour sweep equals the lexicographic sweep of the
+    # permuted matrix (itself tested against dense SOR).
     A = _long_range(140_000)
+    if hub:
+        j = np.arange(1, 41) * 3000
+        H = sp.coo_matrix((np.full(40, -0.01), (np.zeros(40, int), j)), shape=A.shape)
+        A = (A + H + H.T).tocsr()
     S = kf.sor.SOR(A, ordering="multicolor")
-    assert S.multicolor_storage.startswith("ELL width 3, 32/64-bit columns")
+    assert S.multicolor_storage.startswith(storage)
     perm, P = permuted(A, S.colors)
     rng = np.random.default_rng(5)
     b = rng.standard_normal(A.shape[0])

@@ -88,9 +88,10 @@ std::vector<int> greedy_coloring(const CsrView<T, I>& a) {
 //    than 65536 columns (true for colour-blocked stencils and locality-ordered meshes);
 //  - float32 values for a float64 matrix when every scaled value converts to float32 and back
 //    unchanged (e.g. -1/4 on the 2-D Poisson stencil): exact, the arithmetic stays in float64.
-// Each layout computes the same terms in the same order (padding subtracts an exact zero), so the
-// layout never changes a result beyond the sign of a zero; the CSR layout remains for irregular
-// rows. On 2-D Poisson this is 52 bytes a row instead of 76 (measured in benchmarks/bench_sor.py).
+// The column and value narrowing apply to the CSR layout (irregular rows) too. Each layout computes
+// the same terms in the same order (padding subtracts an exact zero), so the layout never changes a
+// result beyond the sign of a zero. On 2-D Poisson a row costs 48 bytes instead of 76 (one sweep
+// at 1024^2 on one core went from 8.6-9.1 ms to 4.0-5.3 ms, benchmarks/bench_sor.py).
 // Within a colour rows are independent, so the update needs no particular order of its terms.
 template <class T, class I>
 class MulticolorMatrix {
@@ -151,6 +152,7 @@ class MulticolorMatrix {
     }
     n_off_ = a.nnz() - n;
     if (n > 0 && width > 0 && width <= kMaxEllWidth && 4 * n * width <= 5 * n_off_) to_ell(width);
+    narrow();
   }
 
   index_t size() const { return static_cast<index_t>(perm_.size()); }
@@ -225,13 +227,17 @@ class MulticolorMatrix {
 
   // Row layouts: row(i, block, f) calls f(column, value) for each off-diagonal entry of row i in
   // increasing column order (padding last).
+  template <class V, class C>
   struct CsrRows {
     const I* __restrict ap;
-    const I* __restrict aj;
-    const T* __restrict ax;
+    const C* __restrict cols;
+    const V* __restrict vals;
+    const index_t* __restrict base;
     template <class F>
-    void row(index_t i, index_t, F&& f) const {
-      for (index_t p = ap[i]; p < static_cast<index_t>(ap[i + 1]); ++p) f(static_cast<index_t>(aj[p]), ax[p]);
+    void row(index_t i, index_t blk, F&& f) const {
+      const index_t b = base[blk];
+      for (index_t p = ap[i]; p < static_cast<index_t>(ap[i + 1]); ++p)
+        f(b + static_cast<index_t>(cols[p]), static_cast<T>(vals[p]));
     }
   };
   template <int W, class V, class C>  // W = 0: width known at run time only
@@ -258,6 +264,7 @@ class MulticolorMatrix {
   void visit_width(const V* vals, const C* cols, F&& f) const {
     const index_t* base = block_base_.data();
     switch (ell_width_) {
+      case 0: f(CsrRows<V, C>{indptr_.data(), cols, vals, base}); break;
       case 4: f(EllRows<4, V, C>{cols, vals, base, 4}); break;
       case 6: f(EllRows<6, V, C>{cols, vals, base, 6}); break;
       default: f(EllRows<0, V, C>{cols, vals, base, ell_width_}); break;
@@ -272,13 +279,10 @@ class MulticolorMatrix {
   }
   template <class F>
   void visit(F&& f) const {
-    if (ell_width_ == 0) {
-      f(CsrRows{indptr_.data(), indices_.data(), data_.data()});
-    } else if (!val32_.empty()) {
+    if (!val32_.empty())
       visit_cols(val32_.data(), f);
-    } else {
+    else
       visit_cols(data_.data(), f);
-    }
   }
 
   template <bool Forward, bool Residual, class Rows>
@@ -352,6 +356,7 @@ class MulticolorMatrix {
   }
 
   // Re-packs the CSR rows as ELL of the given width, then narrows columns and values where exact.
+  // Re-packs the CSR rows as ELL of the given width (padding as described above the class).
   void to_ell(index_t width) {
     const index_t n = size();
     std::vector<I> cols(static_cast<std::size_t>(n * width));
@@ -364,51 +369,60 @@ class MulticolorMatrix {
         if (p0 + k < p1) vals[i * width + k] = data_[p0 + k];
       }
     }
-    // 16-bit offsets from the smallest column each block reaches.
-    block_base_.assign(n_blocks(), 0);
-    bool narrow = true;
-    for (int c = 0; c < n_colors() && narrow; ++c) {
-      for (index_t blk = 0; blk < block_ptr_[c + 1] - block_ptr_[c]; ++blk) {
-        const index_t r0 = color_ptr_[c] + blk * kMcBlock, r1 = std::min(color_ptr_[c + 1], r0 + kMcBlock);
-        const auto mm = std::minmax_element(cols.begin() + r0 * width, cols.begin() + r1 * width);
-        if (static_cast<index_t>(*mm.second) - static_cast<index_t>(*mm.first) > 0xFFFF) {
-          narrow = false;
-          break;
-        }
-        block_base_[block_ptr_[c] + blk] = *mm.first;
-      }
-    }
-    if (narrow) {
-      col16_.resize(cols.size());
-      for (int c = 0; c < n_colors(); ++c)
-        for (index_t blk = 0; blk < block_ptr_[c + 1] - block_ptr_[c]; ++blk) {
-          const index_t r0 = color_ptr_[c] + blk * kMcBlock, r1 = std::min(color_ptr_[c + 1], r0 + kMcBlock);
-          const index_t b = block_base_[block_ptr_[c] + blk];
-          for (index_t p = r0 * width; p < r1 * width; ++p)
-            col16_[p] = static_cast<std::uint16_t>(static_cast<index_t>(cols[p]) - b);
-        }
-      std::vector<I>().swap(cols);
-    } else {
-      std::fill(block_base_.begin(), block_base_.end(), 0);
-    }
-    bool f32 = !std::is_same<T, float>::value;
-    for (std::size_t p = 0; p < vals.size() && f32; ++p)
-      f32 = static_cast<T>(static_cast<float>(vals[p])) == vals[p];
-    if (f32) {
-      val32_.resize(vals.size());
-      for (std::size_t p = 0; p < vals.size(); ++p) val32_[p] = static_cast<float>(vals[p]);
-      std::vector<T>().swap(vals);
-    }
     std::vector<I>().swap(indptr_);
     indices_.swap(cols);
     data_.swap(vals);
     ell_width_ = width;
   }
 
+  // First entry of row r in indices_ / data_, in either layout.
+  index_t row_start(index_t r) const { return ell_width_ ? r * ell_width_ : static_cast<index_t>(indptr_[r]); }
+
+  // Replaces the columns by 16-bit offsets from the smallest column each block reaches, when every
+  // block fits, and the values by float32 when every one converts exactly.
+  void narrow() {
+    block_base_.assign(n_blocks(), 0);
+    bool fits = true;
+    for (int c = 0; c < n_colors() && fits; ++c) {
+      for (index_t blk = 0; blk < block_ptr_[c + 1] - block_ptr_[c]; ++blk) {
+        const index_t r0 = color_ptr_[c] + blk * kMcBlock, r1 = std::min(color_ptr_[c + 1], r0 + kMcBlock);
+        const index_t p0 = row_start(r0), p1 = row_start(r1);
+        if (p0 == p1) continue;
+        const auto mm = std::minmax_element(indices_.begin() + p0, indices_.begin() + p1);
+        if (static_cast<index_t>(*mm.second) - static_cast<index_t>(*mm.first) > 0xFFFF) {
+          fits = false;
+          break;
+        }
+        block_base_[block_ptr_[c] + blk] = *mm.first;
+      }
+    }
+    if (fits) {
+      col16_.resize(indices_.size());
+      for (int c = 0; c < n_colors(); ++c)
+        for (index_t blk = 0; blk < block_ptr_[c + 1] - block_ptr_[c]; ++blk) {
+          const index_t r0 = color_ptr_[c] + blk * kMcBlock, r1 = std::min(color_ptr_[c + 1], r0 + kMcBlock);
+          const index_t base = block_base_[block_ptr_[c] + blk];
+          for (index_t p = row_start(r0); p < row_start(r1); ++p)
+            col16_[p] = static_cast<std::uint16_t>(static_cast<index_t>(indices_[p]) - base);
+        }
+      std::vector<I>().swap(indices_);
+    } else {
+      std::fill(block_base_.begin(), block_base_.end(), 0);
+    }
+    bool f32 = !std::is_same<T, float>::value;
+    for (std::size_t p = 0; p < data_.size() && f32; ++p)
+      f32 = static_cast<T>(static_cast<float>(data_[p])) == data_[p];
+    if (f32) {
+      val32_.resize(data_.size());
+      for (std::size_t p = 0; p < data_.size(); ++p) val32_[p] = static_cast<float>(data_[p]);
+      std::vector<T>().swap(data_);
+    }
+  }
+
   std::vector<int> color_;
   std::vector<index_t> color_ptr_, block_ptr_, block_base_;
-  std::vector<I> perm_, iperm_, indptr_, indices_;  // ELL: indices_ holds full columns unless col16_ is used
-  std::vector<T> data_, diag_, inv_diag_, inv_diag_orig_;  // ELL: data_ holds the values unless val32_ is used
+  std::vector<I> perm_, iperm_, indptr_, indices_;  // indptr_: CSR layout only; indices_: unless col16_
+  std::vector<T> data_, diag_, inv_diag_, inv_diag_orig_;  // data_: the values unless val32_ holds them
   std::vector<std::uint16_t> col16_;
   std::vector<float> val32_;
   index_t ell_width_ = 0;
