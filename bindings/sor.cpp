@@ -18,6 +18,19 @@ struct PySorMatrix {
   py::array indptr, indices, data;
   std::unique_ptr<kf::sor::SorMatrix<T, I>> m;
   std::unique_ptr<kf::sor::MulticolorMatrix<T, I>> mc;  // built on first multicolour use
+  long lex_sweeps = 0;  // sweeps asked of this matrix so far (the compact copy pays off from the second)
+  bool compact_tried = false;
+
+  // Builds the compact copy of A once a second lexicographic sweep is asked for: a one-sweep call on
+  // a fresh matrix would pay about a sweep's time to build it and never use it again. With the GIL
+  // held: two Python threads must not race to build it.
+  void use_sweeps(long k) {
+    lex_sweeps += k;
+    if (!compact_tried && lex_sweeps >= 2) {
+      compact_tried = true;
+      m->build_compact();
+    }
+  }
 
   PySorMatrix(py::array p, py::array j, py::array x, kf::index_t n_rows, kf::index_t n_cols)
       : indptr(std::move(p)), indices(std::move(j)), data(std::move(x)) {
@@ -39,6 +52,7 @@ struct PySorMatrix {
     T* xp = kf::contiguous_ptr<T>(x, "x", n, true);
     const T* bp = kf::contiguous_ptr<T>(b, "b", n);
     const auto dir = kf::sor::parse_direction(direction);
+    use_sweeps(static_cast<long>(sweeps) * (dir == kf::sor::Direction::symmetric ? 2 : 1));
     py::gil_scoped_release release;
     return kf::sor::sweep(*m, xp, bp, omega, dir, sweeps);
   }
@@ -48,6 +62,7 @@ struct PySorMatrix {
     T* xp = kf::contiguous_ptr<T>(x, "x", n, true);
     const T* bp = kf::contiguous_ptr<T>(b, "b", n);
     kf::sor::SolveInfo info;
+    use_sweeps(max_iter);
     {
       py::gil_scoped_release release;
       info = kf::sor::solve(*m, xp, bp, omega, rtol, max_iter, symmetric);
@@ -81,6 +96,8 @@ struct PySorMatrix {
     for (kf::index_t i = 0; i < c.size(); ++i) cp[i] = c.colors()[i];
     return py::make_tuple(c.n_colors(), colors);
   }
+
+  std::string lex_storage() const { return m->storage(); }
 
   py::tuple mc_storage() {
     const auto& c = multicolor();
@@ -138,6 +155,7 @@ struct PySorMatrix {
     const auto n = m->size();
     const T* rp = kf::contiguous_ptr<T>(r, "r", n);
     T* zp = kf::contiguous_ptr<T>(z, "z", n, true);
+    use_sweeps(1);
     py::gil_scoped_release release;
     kf::sor::ssor_apply(*m, rp, zp, omega);
   }
@@ -147,6 +165,7 @@ struct PySorMatrix {
     T* xp = kf::contiguous_ptr<T>(x, "x", n, true);
     const T* bp = kf::contiguous_ptr<T>(b, "b", n);
     kf::sor::PcgInfo info;
+    use_sweeps(max_iter);
     {
       py::gil_scoped_release release;
       info = kf::sor::ssor_cg(*m, xp, bp, omega, rtol, max_iter);
@@ -169,6 +188,7 @@ void bind_matrix(py::module_& s, const char* name) {
       .def("residual_norm", &M::residual_norm, py::arg("x"), py::arg("b"))
       .def("coloring", &M::coloring)
       .def("mc_storage", &M::mc_storage)
+      .def("lex_storage", &M::lex_storage)
       .def("is_symmetric", &M::is_symmetric, py::arg("tol"))
       .def("mc_sweep", &M::mc_sweep, py::arg("x").noconvert(), py::arg("b"), py::arg("omega"),
            py::arg("direction"), py::arg("sweeps"))

@@ -294,6 +294,59 @@ def test_prepared_object_reuse(rng):
     np.testing.assert_array_equal(x1, x2)
 
 
+def _lex_cases(rng):
+    """Matrices that take each compact lexicographic layout (and one that stays CSR)."""
+    P = poisson2d(12)
+    uneven = P.copy()
+    uneven.data = uneven.data * (1.0 + 0.1 * rng.random(uneven.nnz))  # float32 cannot hold these
+    n = 70_000  # pentadiagonal plus a coupling 35000 rows away: offsets do not fit 16 bits
+    far = (sp.diags([-0.5, -1.0, 5.0, -1.0, -0.5], [-2, -1, 0, 1, 2], shape=(n, n))
+           + sp.diags([-0.5, -0.5], [-35_000, 35_000], shape=(n, n)))
+    lone = P.tolil()
+    lone.rows[0], lone.data[0] = [0], [4.0]  # row 0 without lower or upper entries
+    return [("poisson", P.tocsr(), "ELL 2+2, 16-bit columns, float32 values"),
+            ("uneven", uneven.tocsr(), "ELL 2+2, 16-bit columns"),
+            ("far", far.tocsr(), "ELL 3+3, 32/64-bit columns, float32 values"),
+            ("lone", lone.tocsr(), "ELL 2+2, 16-bit columns, float32 values"),
+            ("irregular", random_dd(60, rng, density=0.1), "CSR")]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_lexicographic_compact_layout_same_bits(dtype, rng):
+    # From the second sweep a prepared SOR reads a compact copy of A; every layout must give the
+    # very iterates of the CSR kernel (a fresh object, whose first one-sweep call reads the CSR).
+    for name, A, storage in _lex_cases(rng):
+        A = A.astype(dtype)
+        n = A.shape[0]
+        b = rng.standard_normal(n).astype(dtype)
+        x0 = rng.standard_normal(n).astype(dtype)
+        S = kf.sor.SOR(A)
+        assert S.lexicographic_storage == "CSR"
+        S.sweep(x0.copy(), b, omega=1.3, sweeps=2)
+        expected = storage if dtype == np.float64 else storage.replace(", float32 values", "")
+        assert S.lexicographic_storage == expected, name
+        for direction in DIRECTIONS:
+            x = x0.copy()
+            S.sweep(x, b, omega=1.3, direction=direction)
+            y = x0.copy()
+            kf.sor.SOR(A).sweep(y, b, omega=1.3, direction=direction)
+            np.testing.assert_array_equal(x, y, err_msg=f"{name} {direction}")
+        if n <= 200:  # and the dense splitting, as an independent reference
+            x = x0.copy()
+            S.sweep(x, b, omega=1.3, direction="symmetric")
+            ref = dense_sor(A.toarray(), b, x0, 1.3, "symmetric")
+            np.testing.assert_allclose(x, ref, rtol=tol(dtype) * 10, atol=tol(dtype) * 10 * np.abs(ref).max())
+        # The solve's fused residual reads the same layout: its x is the sweeps' iterate.
+        res = S.solve(b, omega=1.3, x0=x0, rtol=1e-30, max_iter=3, warn=False)
+        x = x0.copy()
+        kf.sor.SOR(A).sweep(x, b, omega=1.3)  # one sweep at a time on fresh objects: CSR kernel
+        for _ in range(2):
+            kf.sor.SOR(A).sweep(x, b, omega=1.3)
+        np.testing.assert_array_equal(res.x, x, err_msg=name)
+        r = np.linalg.norm(b.astype(np.float64) - A.astype(np.float64) @ x.astype(np.float64))
+        assert res.residual == pytest.approx(r / np.linalg.norm(b.astype(np.float64)), rel=1e-3 if dtype == np.float32 else 1e-9)
+
+
 # ------------------------------------------------------------------ errors
 @pytest.mark.parametrize("omega", [0.0, 2.0, -0.5, 2.5, np.nan, np.inf])
 def test_omega_out_of_range(omega):

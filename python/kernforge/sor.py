@@ -111,6 +111,12 @@ class SOR:
         Number of colours of the greedy colouring (computed on first multicolour use).
     colors : ndarray of int64
         Colour of each row (same).
+    lexicographic_storage : str
+        How lexicographic sweeps read A: "CSR" (the arrays given) until a second sweep is asked of
+        this object, then a compact owned copy when A suits it: rows of fixed width ("ELL 2+2":
+        two lower and two upper entries a row), 16-bit column offsets when the bandwidth allows,
+        float32 values when every value of a float64 matrix converts exactly. The copy moves fewer
+        bytes per sweep and gives the same iterates.
     multicolor_storage : str
         How the colour-permuted matrix stores its off-diagonal entries (built on first use): ELL
         of a fixed width or CSR, 16- or 32-bit column offsets, and float32 values when every
@@ -170,6 +176,10 @@ class SOR:
     @property
     def colors(self):
         return self._colors()[1]
+
+    @property
+    def lexicographic_storage(self):
+        return self._m.lex_storage()
 
     @property
     def multicolor_storage(self):
