@@ -14,6 +14,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -139,10 +140,11 @@ class SorMatrix {
   const I* diag_pos() const { return dptr_.data(); }
   const T* inv_diag() const { return inv_diag_.data(); }
 
-  // Builds the compact copy if the matrix suits it (idempotent; not thread-safe: call it before
-  // sharing the matrix between threads). Returns whether sweeps now use it.
+  // Builds the compact copy if the matrix suits it (idempotent). Not to be called by two threads at
+  // once; a sweep running meanwhile keeps reading the CSR (the flag is published last, with release
+  // order). Returns whether sweeps now use it.
   bool build_compact() {
-    if (compact_) return true;
+    if (compact_.load(std::memory_order_acquire)) return true;
     const CsrView<T, I>& a = a_;
     const index_t n = a.rows;
     index_t wl = 0, wu = 0;
@@ -200,13 +202,13 @@ class SorMatrix {
     }
     wl_ = wl;
     wu_ = wu;
-    compact_ = true;
+    compact_.store(true, std::memory_order_release);
     return true;
   }
-  bool compact() const { return compact_; }
+  bool compact() const { return compact_.load(std::memory_order_acquire); }
   // The storage the lexicographic kernels read, for tests and benchmarks.
   std::string storage() const {
-    if (!compact_) return "CSR";
+    if (!compact()) return "CSR";
     return "ELL " + std::to_string(wl_) + "+" + std::to_string(wu_) + (c16_.empty() ? ", 32/64-bit columns" : ", 16-bit columns") +
            (v32_.empty() ? "" : ", float32 values");
   }
@@ -214,7 +216,7 @@ class SorMatrix {
   // Calls f with the row access of the layout in use (detail::CsrLexRows or detail::EllLexRows).
   template <class F>
   void visit_rows(F&& f) const {
-    if (!compact_) {
+    if (!compact()) {
       f(detail::CsrLexRows<T, I>{a_.indptr, a_.indices, a_.data, dptr_.data()});
     } else if (!v32_.empty()) {
       visit_cols(v32_.data(), d32_.data(), f);
@@ -246,7 +248,7 @@ class SorMatrix {
   CsrView<T, I> a_;
   std::vector<I> dptr_;
   std::vector<T> inv_diag_;
-  bool compact_ = false;
+  std::atomic<bool> compact_{false};
   index_t wl_ = 0, wu_ = 0;
   std::vector<std::int16_t> c16_;
   std::vector<I> cols_;
