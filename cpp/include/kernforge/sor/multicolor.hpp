@@ -107,14 +107,12 @@ class MulticolorMatrix {
     for (int c = 0; c < nc; ++c) color_ptr_[c + 1] += color_ptr_[c];
     perm_.resize(n);
     iperm_.resize(n);
-    std::vector<index_t> iperm(n);
     {
       std::vector<index_t> fill(color_ptr_.begin(), color_ptr_.end() - 1);
       for (index_t i = 0; i < n; ++i) {
         const index_t k = fill[color_[i]]++;
         perm_[k] = static_cast<I>(i);
         iperm_[i] = static_cast<I>(k);
-        iperm[i] = k;
       }
     }
     block_ptr_.assign(nc + 1, 0);
@@ -127,7 +125,6 @@ class MulticolorMatrix {
     data_.resize(a.nnz() - n);
     diag_.resize(n);
     inv_diag_.resize(n);
-    inv_diag_orig_.resize(n);
     indptr_[0] = 0;
     index_t width = 0;
     std::vector<std::pair<index_t, T>> row;
@@ -136,7 +133,7 @@ class MulticolorMatrix {
       const T idg = m.inv_diag()[i];
       row.clear();
       for (index_t p = a.indptr[i]; p < a.indptr[i + 1]; ++p)
-        if (static_cast<index_t>(a.indices[p]) != i) row.emplace_back(iperm[a.indices[p]], a.data[p] * idg);
+        if (static_cast<index_t>(a.indices[p]) != i) row.emplace_back(iperm_[a.indices[p]], a.data[p] * idg);
       std::sort(row.begin(), row.end(), [](const auto& u, const auto& v) { return u.first < v.first; });
       index_t q = indptr_[k];
       for (const auto& e : row) {
@@ -147,8 +144,7 @@ class MulticolorMatrix {
       indptr_[k + 1] = static_cast<I>(q);
       width = std::max(width, static_cast<index_t>(row.size()));
       diag_[k] = a.data[m.diag_pos()[i]];
-      inv_diag_[k] = idg;
-      inv_diag_orig_[i] = idg;
+      inv_diag_[i] = idg;
     }
     n_off_ = a.nnz() - n;
     if (n > 0 && width > 0 && width <= kMaxEllWidth && 4 * n * width <= 5 * n_off_) to_ell(width);
@@ -162,8 +158,7 @@ class MulticolorMatrix {
   const std::vector<index_t>& color_ptr() const { return color_ptr_; }
   const std::vector<I>& perm() const { return perm_; }  // new row k is old row perm[k]
   const std::vector<I>& iperm() const { return iperm_; }  // old row i is new row iperm[i]
-  const T* inv_diag() const { return inv_diag_.data(); }  // permuted order
-  const T* inv_diag_original() const { return inv_diag_orig_.data(); }
+  const T* inv_diag() const { return inv_diag_.data(); }  // original row order
   index_t n_blocks() const { return block_ptr_.back(); }
   // The storage chosen for the off-diagonal entries (for tests and benchmarks): ELL width (0: CSR),
   // 16-bit column offsets, float32 values.
@@ -422,7 +417,7 @@ class MulticolorMatrix {
   std::vector<int> color_;
   std::vector<index_t> color_ptr_, block_ptr_, block_base_;
   std::vector<I> perm_, iperm_, indptr_, indices_;  // indptr_: CSR layout only; indices_: unless col16_
-  std::vector<T> data_, diag_, inv_diag_, inv_diag_orig_;  // data_: the values unless val32_ holds them
+  std::vector<T> data_, diag_, inv_diag_;  // data_: the values unless val32_ holds them
   std::vector<std::uint16_t> col16_;
   std::vector<float> val32_;
   index_t ell_width_ = 0;
@@ -487,7 +482,7 @@ bool multicolor_sweep(const MulticolorMatrix<T, I>& m, T* x, const T* b, double 
 #endif
   {
     detail::to_permuted(m.iperm(), x, xp);  // nowait: the scaled copy below ends with a barrier
-    detail::to_permuted_scaled(m.iperm(), b, m.inv_diag_original(), cp);
+    detail::to_permuted_scaled(m.iperm(), b, m.inv_diag(), cp);
     T chk = 0;
     for (int s = 0; s < sweeps; ++s) {
       if (dir != Direction::backward) chk += m.template sweep_in_region<true, false>(xp, cp, w, nullptr, nullptr);
@@ -527,7 +522,7 @@ SolveInfo multicolor_solve(const MulticolorMatrix<T, I>& m, T* x, const T* b, do
 #endif
   {
     detail::to_permuted(m.iperm(), x, xp);
-    detail::to_permuted_scaled(m.iperm(), b, m.inv_diag_original(), cp);
+    detail::to_permuted_scaled(m.iperm(), b, m.inv_diag(), cp);
     for (int k = 0;; ++k) {
       if (k == max_iter) {
         m.residual_in_region(xp, cp, partial.data());
