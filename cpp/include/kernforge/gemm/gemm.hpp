@@ -2,8 +2,8 @@
 // negative ones included), float and double, after the Goto/BLIS five-loop algorithm:
 //
 //   jc (NC columns; B~ panel shared by all threads, L3)
-//     pc (KC depth; pack B~ cooperatively, alpha folded in)
-//       ic (MC rows; OpenMP here, each thread packs its own A~ block for its L2)
+//     pc (KC depth; each thread packs its share of B~, alpha folded in, up to two blocks ahead)
+//       ic (MC rows; each thread owns an even share of the rows and packs its own A~ for its L2)
 //         jr (NR columns; the KC x NR sliver of B~ stays in L1)
 //           ir (MR rows) -> micro-kernel (kernels.hpp)
 //
