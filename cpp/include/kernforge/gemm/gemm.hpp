@@ -489,8 +489,10 @@ void gemm(index_t m, index_t n, index_t k, T alpha, const T* A, index_t rsa, ind
       const index_t jc = (b / n_pc) * nc, nb = std::min<index_t>(nc, n - jc);
       const index_t pc = (b % n_pc) * t.kc, kc = std::min<index_t>(t.kc, k - pc);
       const int d = static_cast<int>(b % D);
-      // Buffer d is free once every thread has finished its previous use (block b - D).
-      if (!split_cols) spin_until_at_least(done[d].v, (b / D) * nth);
+      // Buffer d is free once every thread has finished its previous use (block b - D). Even with
+      // split columns, where each thread reads only its own slivers: a sliver's offset depends on
+      // the block's depth, so a full-depth block overlaps the other thread's slivers of a short one.
+      spin_until_at_least(done[d].v, (b / D) * nth);
       T* bp = bbuf + b_stride * d;
       index_t s0, s1;
       share(ceil_div(nb, NR), tid, s0, s1);
