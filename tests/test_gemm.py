@@ -242,6 +242,22 @@ def test_threads_bitwise_identical(isa, dtype, rng):
         check(r1, ref(A, B), dtype, k, A, B)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_threads_many_depth_and_column_blocks(isa, dtype, rng):
+    # Small kc/nc give many depth and column blocks, so the threaded driver's ring of three B~
+    # buffers wraps several times; (9, 2000, 130) has too few rows per thread and splits columns.
+    tiles = {"kc": 24, "nc": 48}
+    for (m, n, k) in [(203, 150, 300), (9, 2000, 130)]:
+        A = rng.standard_normal((m, k)).astype(dtype)
+        B = rng.standard_normal((k, n)).astype(dtype)
+        with kf.threads(1):
+            r1 = kf.gemm.matmul(A, B, tiles=tiles)
+        with kf.threads(2):
+            r2 = kf.gemm.matmul(A, B, tiles=tiles)
+        assert np.array_equal(r1, r2)
+        check(r2, ref(A, B), dtype, k, A, B)
+
+
 def test_hypothesis_shapes_strides():
     hyp = pytest.importorskip("hypothesis", reason="property tests need hypothesis")
     st = pytest.importorskip("hypothesis.strategies")

@@ -155,6 +155,19 @@ TYPED_TEST(GemmTyped, BitwiseIdenticalForAnyThreadCount) {
   EXPECT_EQ(C1, C3);
 }
 
+// The threaded driver's ring of three B~ buffers wrapping many times, with a short last depth block
+// (130 = 5 x 24 + 10): row split (m = 203) and column split (m = 9, too few rows per thread).
+TYPED_TEST(GemmTyped, ThreadedRingWrapsWithShortDepthBlocks) {
+  using T = TypeParam;
+  kf::gemm::Tiles tiles;
+  tiles.kc = 24;
+  tiles.nc = 48;
+  for (Isa isa : {Isa::generic, kf::active_isa()}) {
+    check_case<T>(203, 300, 130, false, false, false, T(1), T(0), isa, tiles, 2);
+    check_case<T>(9, 2000, 130, false, true, false, T(0.5), T(2), isa, tiles, 2);
+  }
+}
+
 TYPED_TEST(GemmTyped, ZeroSizes) {
   using T = TypeParam;
   std::vector<T> C(6, T(2));
