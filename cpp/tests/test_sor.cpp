@@ -323,35 +323,42 @@ TEST(Multicolor, GreedyColoringIsValidAndRedBlackOnGrids) {
   for (int k = 0; k < 81; ++k) EXPECT_EQ(col[k], ((k / 9) + (k % 9)) % 2);
 }
 
+// Multicolour sweeps of A against the lexicographic sweep of P A P^T (P from the colouring), all
+// three directions. The multicolour kernel stores the rows scaled by 1 / a_ii (c = b / a_ii,
+// diagonal taken out), so it rounds differently from the lexicographic kernel: equal to a few ulps.
+template <class I>
+void expect_permuted_lex_sweep(const Dense& a, const kf::sor::MulticolorMatrix<double, I>& mc, double omega) {
+  const int n = static_cast<int>(a.size());
+  const auto& perm = mc.perm();
+  Dense pa(n, std::vector<double>(n, 0.0));
+  for (int i = 0; i < n; ++i)
+    for (int j = 0; j < n; ++j) pa[i][j] = a[perm[i]][perm[j]];
+  const auto pc = to_csr<double, I>(pa);
+  const kf::sor::SorMatrix<double, I> pm(pc.view());
+  std::vector<double> x(n), b(n), xp(n), bp(n);
+  for (int i = 0; i < n; ++i) {
+    x[i] = std::sin(i + 0.5);
+    b[i] = std::cos(2.0 * i);
+  }
+  for (int k = 0; k < n; ++k) {
+    xp[k] = x[perm[k]];
+    bp[k] = b[perm[k]];
+  }
+  for (auto dir : {kf::sor::Direction::forward, kf::sor::Direction::backward, kf::sor::Direction::symmetric}) {
+    std::vector<double> y = x, yp = xp;
+    EXPECT_TRUE(kf::sor::multicolor_sweep(mc, y.data(), b.data(), omega, dir, 3));
+    kf::sor::sweep(pm, yp.data(), bp.data(), omega, dir, 3);
+    for (int k = 0; k < n; ++k) EXPECT_NEAR(y[perm[k]], yp[k], 1e-13 * (1.0 + std::abs(yp[k])));
+  }
+}
+
 TEST(Multicolor, SweepIsLexicographicSweepOfPermutedMatrix) {
   const Dense a = random_dd(40, 21u, false);
   const auto c = to_csr<double, std::int64_t>(a);
   const kf::sor::SorMatrix<double, std::int64_t> m(c.view());
   const kf::sor::MulticolorMatrix<double, std::int64_t> mc(m);
   ASSERT_GT(mc.n_colors(), 2);
-  const auto& perm = mc.perm();
-  Dense pa(40, std::vector<double>(40, 0.0));
-  for (int i = 0; i < 40; ++i)
-    for (int j = 0; j < 40; ++j) pa[i][j] = a[perm[i]][perm[j]];
-  const auto pc = to_csr<double, std::int64_t>(pa);
-  const kf::sor::SorMatrix<double, std::int64_t> pm(pc.view());
-  std::vector<double> x(40), b(40), xp(40), bp(40);
-  for (int i = 0; i < 40; ++i) {
-    x[i] = std::sin(i + 0.5);
-    b[i] = std::cos(2.0 * i);
-  }
-  for (int k = 0; k < 40; ++k) {
-    xp[k] = x[perm[k]];
-    bp[k] = b[perm[k]];
-  }
-  for (auto dir : {kf::sor::Direction::forward, kf::sor::Direction::backward, kf::sor::Direction::symmetric}) {
-    std::vector<double> y = x, yp = xp;
-    kf::sor::multicolor_sweep(mc, y.data(), b.data(), 1.4, dir, 3);
-    kf::sor::sweep(pm, yp.data(), bp.data(), 1.4, dir, 3);
-    // The multicolour kernel stores the rows scaled by 1 / a_ii (c = b / a_ii, diagonal taken
-    // out), so it rounds differently from the lexicographic kernel: equal to a few ulps.
-    for (int k = 0; k < 40; ++k) EXPECT_NEAR(y[perm[k]], yp[k], 1e-13 * (1.0 + std::abs(yp[k])));
-  }
+  expect_permuted_lex_sweep(a, mc, 1.4);
 }
 
 TEST(Multicolor, CompressedLayoutsGiveThePermutedSweep) {
@@ -369,27 +376,7 @@ TEST(Multicolor, CompressedLayoutsGiveThePermutedSweep) {
     EXPECT_EQ(mc.ell_width(), 4);
     EXPECT_TRUE(mc.narrow_columns());
     EXPECT_EQ(mc.float32_values(), !uneven);
-    const auto& perm = mc.perm();
-    Dense pa(121, std::vector<double>(121, 0.0));
-    for (int i = 0; i < 121; ++i)
-      for (int j = 0; j < 121; ++j) pa[i][j] = a[perm[i]][perm[j]];
-    const auto pc = to_csr<double, std::int32_t>(pa);
-    const kf::sor::SorMatrix<double, std::int32_t> pm(pc.view());
-    std::vector<double> x(121), b(121), xp(121), bp(121);
-    for (int i = 0; i < 121; ++i) {
-      x[i] = std::sin(i + 0.5);
-      b[i] = std::cos(2.0 * i);
-    }
-    for (int k = 0; k < 121; ++k) {
-      xp[k] = x[perm[k]];
-      bp[k] = b[perm[k]];
-    }
-    for (auto dir : {kf::sor::Direction::forward, kf::sor::Direction::backward, kf::sor::Direction::symmetric}) {
-      std::vector<double> y = x, yp = xp;
-      EXPECT_TRUE(kf::sor::multicolor_sweep(mc, y.data(), b.data(), 1.6, dir, 3));
-      kf::sor::sweep(pm, yp.data(), bp.data(), 1.6, dir, 3);
-      for (int k = 0; k < 121; ++k) EXPECT_NEAR(y[perm[k]], yp[k], 1e-13 * (1.0 + std::abs(yp[k])));
-    }
+    expect_permuted_lex_sweep(a, mc, 1.6);
   }
 }
 
