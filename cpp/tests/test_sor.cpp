@@ -285,6 +285,17 @@ Dense poisson2d(int m) {
   return a;
 }
 
+// 2-D Poisson, optionally with uneven off-diagonal weights (a_ij scaled by 1 + step * ((i + j) % 3)),
+// which float32 cannot hold: the compact layouts must then keep float64 values.
+Dense poisson2d_weighted(int m, bool uneven, double step) {
+  Dense a = poisson2d(m);
+  if (uneven)
+    for (std::size_t i = 0; i < a.size(); ++i)
+      for (std::size_t j = 0; j < a.size(); ++j)
+        if (i != j && a[i][j] != 0) a[i][j] *= 1.0 + step * static_cast<double>((i + j) % 3);
+  return a;
+}
+
 // The same matrix built directly in CSR (large grids would not fit densely).
 Csr<double, std::int32_t> poisson2d_csr(int m) {
   Csr<double, std::int32_t> c;
@@ -365,11 +376,7 @@ TEST(Multicolor, CompressedLayoutsGiveThePermutedSweep) {
   // 2-D Poisson: ELL of width 4, 16-bit column offsets and float32 values (-1/4 is exact); the same
   // grid with uneven weights keeps float64 values. Both must equal the lexicographic sweep of P A P^T.
   for (bool uneven : {false, true}) {
-    Dense a = poisson2d(11);
-    if (uneven)
-      for (int i = 0; i < 121; ++i)
-        for (int j = 0; j < 121; ++j)
-          if (i != j && a[i][j] != 0) a[i][j] *= 1.0 + 0.1 * ((i + j) % 3);
+    const Dense a = poisson2d_weighted(11, uneven, 0.1);
     const auto c = to_csr<double, std::int32_t>(a);
     const kf::sor::SorMatrix<double, std::int32_t> m(c.view());
     const kf::sor::MulticolorMatrix<double, std::int32_t> mc(m);
@@ -384,11 +391,7 @@ TEST(Sor, CompactCopySweepsTheSameBits) {
   // The compact copy (ELL rows, 16-bit offsets, float32 values where exact) against the CSR kernel,
   // for plain and residual-fused sweeps, on 2-D Poisson and on the same grid with uneven weights.
   for (bool uneven : {false, true}) {
-    Dense a = poisson2d(9);
-    if (uneven)
-      for (int i = 0; i < 81; ++i)
-        for (int j = 0; j < 81; ++j)
-          if (i != j && a[i][j] != 0) a[i][j] *= 1.0 + 0.07 * ((2 * i + j) % 5);
+    const Dense a = poisson2d_weighted(9, uneven, 0.07);
     const auto c = to_csr<double, std::int32_t>(a);
     const kf::sor::SorMatrix<double, std::int32_t> plain(c.view());
     kf::sor::SorMatrix<double, std::int32_t> compact(c.view());

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "kernforge/common/cpu.hpp"
+#include "kernforge/common/simd.hpp"
 #include "kernforge/common/views.hpp"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -68,37 +69,11 @@ void ukr_generic(index_t kc, const T* a, index_t rsa, index_t csa, const T* b, T
 
 #ifdef KF_GEMM_X86
 // ------------------------------------------------------------------ SIMD traits
-#define KF_AVX2_FN __attribute__((target("avx2,fma"), always_inline)) static inline
 #define KF_AVX512_FN __attribute__((target("avx512f,avx512dq,avx512vl,avx2,fma"), always_inline)) static inline
 
-struct Avx2F32 {
-  using T = float;
-  using V = __m256;
-  static constexpr int W = 8;
-  KF_AVX2_FN V zero() { return _mm256_setzero_ps(); }
-  KF_AVX2_FN V load(const T* p) { return _mm256_load_ps(p); }
-  KF_AVX2_FN V loadu(const T* p) { return _mm256_loadu_ps(p); }
-  KF_AVX2_FN V bcast(const T* p) { return _mm256_broadcast_ss(p); }
-  KF_AVX2_FN V set1(T x) { return _mm256_set1_ps(x); }
-  KF_AVX2_FN V fmadd(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
-  KF_AVX2_FN V mul(V a, V b) { return _mm256_mul_ps(a, b); }
-  KF_AVX2_FN V add(V a, V b) { return _mm256_add_ps(a, b); }
-  KF_AVX2_FN void storeu(T* p, V v) { _mm256_storeu_ps(p, v); }
-};
-struct Avx2F64 {
-  using T = double;
-  using V = __m256d;
-  static constexpr int W = 4;
-  KF_AVX2_FN V zero() { return _mm256_setzero_pd(); }
-  KF_AVX2_FN V load(const T* p) { return _mm256_load_pd(p); }
-  KF_AVX2_FN V loadu(const T* p) { return _mm256_loadu_pd(p); }
-  KF_AVX2_FN V bcast(const T* p) { return _mm256_broadcast_sd(p); }
-  KF_AVX2_FN V set1(T x) { return _mm256_set1_pd(x); }
-  KF_AVX2_FN V fmadd(V a, V b, V c) { return _mm256_fmadd_pd(a, b, c); }
-  KF_AVX2_FN V mul(V a, V b) { return _mm256_mul_pd(a, b); }
-  KF_AVX2_FN V add(V a, V b) { return _mm256_add_pd(a, b); }
-  KF_AVX2_FN void storeu(T* p, V v) { _mm256_storeu_pd(p, v); }
-};
+using simd::Avx2F32;
+using simd::Avx2F64;
+
 struct Avx512F32 {
   using T = float;
   using V = __m512;

@@ -17,6 +17,7 @@
 #include <limits>
 #include <vector>
 
+#include "kernforge/common/simd.hpp"
 #include "kernforge/ot/lse.hpp"
 #include "kernforge/ot/sinkhorn.hpp"
 
@@ -48,79 +49,43 @@ void k_x_generic(const T* K, index_t n, index_t m, const T* x, T* y) {
 
 #ifdef KF_OT_X86
 // y = K^T x, K row-major n x m: columns in register blocks of 8 vectors, streaming the rows.
-__attribute__((target("avx2,fma"))) inline void kt_x_avx2(const double* K, index_t n, index_t m, const double* x,
-                                                          double* y) {
+template <class T>
+__attribute__((target("avx2,fma"))) inline void kt_x_avx2(const T* K, index_t n, index_t m, const T* x, T* y) {
+  using S = simd::Avx2<T>;
+  using V = typename S::V;
+  constexpr index_t W = S::W;
   index_t j = 0;
-  for (; j + 32 <= m; j += 32) {
-    __m256d y0 = _mm256_setzero_pd(), y1 = y0, y2 = y0, y3 = y0, y4 = y0, y5 = y0, y6 = y0, y7 = y0;
-    const double* k = K + j;
+  for (; j + 8 * W <= m; j += 8 * W) {
+    V y0 = S::zero(), y1 = y0, y2 = y0, y3 = y0, y4 = y0, y5 = y0, y6 = y0, y7 = y0;
+    const T* k = K + j;
     for (index_t i = 0; i < n; ++i, k += m) {
-      const __m256d xi = _mm256_broadcast_sd(x + i);
-      y0 = _mm256_fmadd_pd(xi, _mm256_loadu_pd(k), y0);
-      y1 = _mm256_fmadd_pd(xi, _mm256_loadu_pd(k + 4), y1);
-      y2 = _mm256_fmadd_pd(xi, _mm256_loadu_pd(k + 8), y2);
-      y3 = _mm256_fmadd_pd(xi, _mm256_loadu_pd(k + 12), y3);
-      y4 = _mm256_fmadd_pd(xi, _mm256_loadu_pd(k + 16), y4);
-      y5 = _mm256_fmadd_pd(xi, _mm256_loadu_pd(k + 20), y5);
-      y6 = _mm256_fmadd_pd(xi, _mm256_loadu_pd(k + 24), y6);
-      y7 = _mm256_fmadd_pd(xi, _mm256_loadu_pd(k + 28), y7);
+      const V xi = S::bcast(x + i);
+      y0 = S::fmadd(xi, S::loadu(k), y0);
+      y1 = S::fmadd(xi, S::loadu(k + W), y1);
+      y2 = S::fmadd(xi, S::loadu(k + 2 * W), y2);
+      y3 = S::fmadd(xi, S::loadu(k + 3 * W), y3);
+      y4 = S::fmadd(xi, S::loadu(k + 4 * W), y4);
+      y5 = S::fmadd(xi, S::loadu(k + 5 * W), y5);
+      y6 = S::fmadd(xi, S::loadu(k + 6 * W), y6);
+      y7 = S::fmadd(xi, S::loadu(k + 7 * W), y7);
     }
-    _mm256_storeu_pd(y + j, y0);
-    _mm256_storeu_pd(y + j + 4, y1);
-    _mm256_storeu_pd(y + j + 8, y2);
-    _mm256_storeu_pd(y + j + 12, y3);
-    _mm256_storeu_pd(y + j + 16, y4);
-    _mm256_storeu_pd(y + j + 20, y5);
-    _mm256_storeu_pd(y + j + 24, y6);
-    _mm256_storeu_pd(y + j + 28, y7);
+    S::storeu(y + j, y0);
+    S::storeu(y + j + W, y1);
+    S::storeu(y + j + 2 * W, y2);
+    S::storeu(y + j + 3 * W, y3);
+    S::storeu(y + j + 4 * W, y4);
+    S::storeu(y + j + 5 * W, y5);
+    S::storeu(y + j + 6 * W, y6);
+    S::storeu(y + j + 7 * W, y7);
   }
-  for (; j + 4 <= m; j += 4) {
-    __m256d y0 = _mm256_setzero_pd();
-    const double* k = K + j;
-    for (index_t i = 0; i < n; ++i, k += m) y0 = _mm256_fmadd_pd(_mm256_broadcast_sd(x + i), _mm256_loadu_pd(k), y0);
-    _mm256_storeu_pd(y + j, y0);
+  for (; j + W <= m; j += W) {
+    V y0 = S::zero();
+    const T* k = K + j;
+    for (index_t i = 0; i < n; ++i, k += m) y0 = S::fmadd(S::bcast(x + i), S::loadu(k), y0);
+    S::storeu(y + j, y0);
   }
   for (; j < m; ++j) {
-    double s = 0;
-    for (index_t i = 0; i < n; ++i) s += x[i] * K[i * m + j];
-    y[j] = s;
-  }
-}
-
-__attribute__((target("avx2,fma"))) inline void kt_x_avx2(const float* K, index_t n, index_t m, const float* x,
-                                                          float* y) {
-  index_t j = 0;
-  for (; j + 64 <= m; j += 64) {
-    __m256 y0 = _mm256_setzero_ps(), y1 = y0, y2 = y0, y3 = y0, y4 = y0, y5 = y0, y6 = y0, y7 = y0;
-    const float* k = K + j;
-    for (index_t i = 0; i < n; ++i, k += m) {
-      const __m256 xi = _mm256_broadcast_ss(x + i);
-      y0 = _mm256_fmadd_ps(xi, _mm256_loadu_ps(k), y0);
-      y1 = _mm256_fmadd_ps(xi, _mm256_loadu_ps(k + 8), y1);
-      y2 = _mm256_fmadd_ps(xi, _mm256_loadu_ps(k + 16), y2);
-      y3 = _mm256_fmadd_ps(xi, _mm256_loadu_ps(k + 24), y3);
-      y4 = _mm256_fmadd_ps(xi, _mm256_loadu_ps(k + 32), y4);
-      y5 = _mm256_fmadd_ps(xi, _mm256_loadu_ps(k + 40), y5);
-      y6 = _mm256_fmadd_ps(xi, _mm256_loadu_ps(k + 48), y6);
-      y7 = _mm256_fmadd_ps(xi, _mm256_loadu_ps(k + 56), y7);
-    }
-    _mm256_storeu_ps(y + j, y0);
-    _mm256_storeu_ps(y + j + 8, y1);
-    _mm256_storeu_ps(y + j + 16, y2);
-    _mm256_storeu_ps(y + j + 24, y3);
-    _mm256_storeu_ps(y + j + 32, y4);
-    _mm256_storeu_ps(y + j + 40, y5);
-    _mm256_storeu_ps(y + j + 48, y6);
-    _mm256_storeu_ps(y + j + 56, y7);
-  }
-  for (; j + 8 <= m; j += 8) {
-    __m256 y0 = _mm256_setzero_ps();
-    const float* k = K + j;
-    for (index_t i = 0; i < n; ++i, k += m) y0 = _mm256_fmadd_ps(_mm256_broadcast_ss(x + i), _mm256_loadu_ps(k), y0);
-    _mm256_storeu_ps(y + j, y0);
-  }
-  for (; j < m; ++j) {
-    float s = 0;
+    T s = 0;
     for (index_t i = 0; i < n; ++i) s += x[i] * K[i * m + j];
     y[j] = s;
   }
