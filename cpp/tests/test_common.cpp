@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdint>
+#include <string>
 #include <stdexcept>
 #include <vector>
 
@@ -83,6 +85,17 @@ TEST(Errors, MessagesNameTheArgument) {
     EXPECT_STREQ(e.what(), "A must be square, got shape (3, 4)");
   }
   EXPECT_THROW(kf::throw_domain("omega"), std::domain_error);
+}
+
+TEST(Errors, ConcatFormatsLikeADefaultOstream) {
+  // concat avoids iostreams (see errors.hpp); its output must match what `ostream <<` printed before.
+  const std::string name = "omega";
+  const std::int64_t big = -(std::int64_t(1) << 40);
+  EXPECT_EQ(kf::concat(name, " must be in (0, 2), got ", 2.5), "omega must be in (0, 2), got 2.5");
+  EXPECT_EQ(kf::concat(big, ' ', std::size_t(7), ' ', 1e-7, ' ', 1.0f / 3.0f, ' ', true, ' ', 123456789.0),
+            "-1099511627776 7 1e-07 0.333333 1 1.23457e+08");
+  EXPECT_EQ(kf::concat(std::nan(""), " ", -INFINITY, " ", 0.0), "nan -inf 0");
+  EXPECT_EQ(kf::concat(), "");
 }
 
 TEST(Errors, ParallelGuardCarriesTheFirstException) {
