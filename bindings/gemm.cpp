@@ -176,6 +176,13 @@ void bind_gemm(py::module_& m) {
         py::arg("alpha"), py::arg("beta"), py::arg("tile"));
   g.def("cuda_matmul_f64", &cuda_matmul_t<double>, py::arg("A"), py::arg("B"), py::arg("out").noconvert(),
         py::arg("alpha"), py::arg("beta"), py::arg("tile"));
+  g.def("cuda_time", [](int m, int n, int k, const std::string& dtype, int tile, int warmup, int reps, unsigned seed) {
+    py::gil_scoped_release release;
+    return dtype == "float32" ? kf::cuda::gemm_tiled_time_f32(m, n, k, tile, warmup, reps, seed)
+                              : kf::cuda::gemm_tiled_time_f64(m, n, k, tile, warmup, reps, seed);
+  }, py::arg("m"), py::arg("n"), py::arg("k"), py::arg("dtype"), py::arg("tile"), py::arg("warmup"), py::arg("reps"),
+        py::arg("seed"));
+  g.def("cuda_device_name", &kf::cuda::device_name);
 #endif
   g.def("kernels_f32", &kernels_t<float>, py::arg("isa") = "");
   g.def("kernels_f64", &kernels_t<double>, py::arg("isa") = "");

@@ -269,34 +269,32 @@ def cuda_available():
 
 
 def _cuda_matmul(A, B, out, alpha, beta, trans_a, trans_b, tiles):
-    if not hasattr(_g, "cuda_matmul_f32"):
-        raise ValueError("device='cuda' needs kernforge built with KF_CUDA=ON; this build has no CUDA")
-    if _core.build_config.get("cuda_devices", 0) <= 0:
-        raise ValueError("device='cuda': kernforge was built with CUDA but sees no GPU")
-    tile = 16
-    if tiles:
-        extra = set(tiles) - {"tile"}
-        if extra:
-            raise ValueError(f"on device='cuda', tiles takes only 'tile' (8, 16 or 32), got keys {sorted(extra)}")
-        tile = check_int(tiles["tile"], "tiles['tile']")
-        if tile not in (8, 16, 32):
-            raise ValueError(f"tiles['tile'] must be 8, 16 or 32, got {tile}")
+    _require_cuda()
+    tile = _cuda_tile(tiles)
     alpha = check_real(alpha, "alpha")
     beta = check_real(beta, "beta")
     dt = _compute_dtype(A=A, B=B)
     A = _as_operand(A, "A", dt, ndim=2)
     B = _as_operand(B, "B", dt, ndim=2)
-    A = np.ascontiguousarray(A.T if trans_a else A)
-    B = np.ascontiguousarray(B.T if trans_b else B)
+    if trans_a:
+        A = A.T
+    if trans_b:
+        B = B.T
     if A.shape[1] != B.shape[0]:
-        raise ValueError(f"A and B have incompatible shapes {A.shape} and {B.shape}")
+        raise ValueError(f"A and B have incompatible shapes {A.shape} and {B.shape} "
+                         f"(after trans_a={bool(trans_a)}, trans_b={bool(trans_b)})")
     m, n = A.shape[0], B.shape[1]
+    if max(m, n, A.shape[1]) >= 2**31:
+        raise ValueError(f"dimensions must be below 2^31 on the GPU, got {(m, n, A.shape[1])}")
     if out is None:
         if beta != 0.0:
             raise ValueError("beta != 0 needs out (the matrix to scale and accumulate into)")
         out = np.empty((m, n), dt)
     else:
+        # Checked against the caller's arrays: the contiguous copies below never overlap anything.
         _check_out(out, (m, n), dt, {"A": A, "B": B})
+    A = np.ascontiguousarray(A)
+    B = np.ascontiguousarray(B)
     C = out if out.flags.c_contiguous else np.ascontiguousarray(out)
     (_g.cuda_matmul_f32 if dt == np.float32 else _g.cuda_matmul_f64)(A, B, C, alpha, beta, tile)
     if C is not out:
@@ -700,9 +698,10 @@ class TileSweep(Result):
     ----------
     records : list of dict
         One per (shape, configuration): ``m, n, k, dtype, threads, isa, mr, nr, mc, kc, nc,
+        seconds, gflops, default``; for a ``device="cuda"`` sweep ``m, n, k, dtype, device, tile,
         seconds, gflops, default``.
     cpu : str
-        The CPU model the sweep ran on.
+        The CPU model the sweep ran on (the GPU's name for a ``device="cuda"`` sweep).
     """
 
     records: list
@@ -717,7 +716,10 @@ class TileSweep(Result):
 
     def table(self):
         """The records as aligned text, one line per (shape, configuration), fastest first per shape."""
-        cols = ("m", "n", "k", "dtype", "threads", "mr", "nr", "mc", "kc", "nc", "pack_a", "gflops")
+        if self.records and all("tile" in r for r in self.records):
+            cols = ("m", "n", "k", "dtype", "device", "tile", "gflops")
+        else:
+            cols = ("m", "n", "k", "dtype", "threads", "mr", "nr", "mc", "kc", "nc", "pack_a", "gflops")
         rows = sorted(self.records, key=lambda r: (r["m"], r["n"], r["k"], -r["gflops"]))
         cells = [[f"{r[c]:.2f}" if c == "gflops" else str(r[c]) for c in cols] for r in rows]
         width = [max(len(c), *(len(x[i]) for x in cells)) if cells else len(c) for i, c in enumerate(cols)]
@@ -791,8 +793,8 @@ def _interleaved(calls, repeats, min_time=2e-3):
     return [min(t) for t in times]
 
 
-def tile_sweep(shapes, tiles=None, dtype=np.float64, threads=None, repeats=3, seed=0):
-    """Measure GEMM speed over a grid of tile sizes (the CPU analogue of the paper's sweep).
+def tile_sweep(shapes, tiles=None, dtype=np.float64, threads=None, repeats=3, seed=0, device="cpu"):
+    """Measure GEMM speed over a grid of tile sizes (the paper's sweep, on the CPU or the GPU).
 
     Parameters
     ----------
@@ -800,7 +802,8 @@ def tile_sweep(shapes, tiles=None, dtype=np.float64, threads=None, repeats=3, se
     tiles : sequence of dict, optional
         Configurations (keys as in :func:`matmul`'s ``tiles``). Default: every compiled kernel of
         the active SIMD level x MC in {48, 96, 144, 240} x KC in {128, 256, 384, 512}, plus
-        packed/unpacked A at the default blocking.
+        packed/unpacked A at the default blocking. With ``device="cuda"``: ``{"tile": t}`` for the
+        shared-memory tile t in 8, 16, 32 (the default sweeps all three).
     dtype : {numpy.float32, numpy.float64}
     threads : int, optional
         Thread count for the sweep (default: the current setting).
@@ -809,6 +812,10 @@ def tile_sweep(shapes, tiles=None, dtype=np.float64, threads=None, repeats=3, se
         (noise on a shared machine only adds time).
     seed : int
         Seed of the random operands.
+    device : {"cpu", "cuda"}
+        ``"cuda"`` times the tiled CUDA kernel alone on operands already on the GPU (CUDA events,
+        no host transfers; the measurement of [1]_), ``repeats`` timed launches after two warm-up
+        launches, median kept. Needs :func:`cuda_available`.
 
     Returns
     -------
@@ -818,7 +825,12 @@ def tile_sweep(shapes, tiles=None, dtype=np.float64, threads=None, repeats=3, se
     Raises
     ------
     ValueError
-        Empty or non-positive shapes, bad tiles.
+        Empty or non-positive shapes, bad tiles, ``device="cuda"`` without a CUDA build or GPU.
+
+    References
+    ----------
+    .. [1] "Understanding GEMM Performance and Energy on NVIDIA Ada Lovelace: A Machine
+       Learning-Based Analytical Approach".
 
     Examples
     --------
@@ -831,12 +843,15 @@ def tile_sweep(shapes, tiles=None, dtype=np.float64, threads=None, repeats=3, se
     """
     from ._threads import threads as _threads_ctx
 
+    check_choice(device, "device", ("cpu", "cuda"))
     dt = np.dtype(dtype)
     if dt not in (np.float32, np.float64):
         raise TypeError(f"dtype must be float32 or float64, got {dt}")
     shapes = [tuple(int(check_int(v, "shape entry", minimum=1)) for v in s) for s in shapes]
     if not shapes or any(len(s) != 3 for s in shapes):
         raise ValueError("shapes must be a non-empty sequence of (m, n, k) triples")
+    if device == "cuda":
+        return _cuda_tile_sweep(shapes, tiles, dt, repeats, seed)
     grid = list(tiles) if tiles is not None else _default_grid(dt)
     if not grid:
         raise ValueError("tiles must not be empty")
@@ -863,6 +878,49 @@ def tile_sweep(shapes, tiles=None, dtype=np.float64, threads=None, repeats=3, se
                        and full["pack_a"] == -1}
                 records.append(rec)
     return TileSweep(records, _cpu_model())
+
+
+def _cuda_tile(tiles):
+    """The shared-memory tile of a ``device="cuda"`` tiles dict (default 16)."""
+    if not tiles:
+        return 16
+    if not isinstance(tiles, dict):
+        raise ValueError(f"tiles must be a dict like {{'tile': 16}}, got {type(tiles).__name__}")
+    extra = set(tiles) - {"tile"}
+    if extra:
+        raise ValueError(f"on device='cuda', tiles takes only 'tile' (8, 16 or 32), got keys {sorted(extra)}")
+    tile = check_int(tiles["tile"], "tiles['tile']")
+    if tile not in (8, 16, 32):
+        raise ValueError(f"tiles['tile'] must be 8, 16 or 32, got {tile}")
+    return tile
+
+
+def _require_cuda():
+    if not hasattr(_g, "cuda_matmul_f32"):
+        raise ValueError("device='cuda' needs kernforge built with KF_CUDA=ON; this build has no CUDA")
+    if _core.build_config.get("cuda_devices", 0) <= 0:
+        raise ValueError("device='cuda': kernforge was built with CUDA but sees no GPU")
+
+
+def _cuda_tile_sweep(shapes, tiles, dt, repeats, seed):
+    _require_cuda()
+    grid = [{"tile": t} for t in (8, 16, 32)] if tiles is None else list(tiles)
+    if not grid:
+        raise ValueError("tiles must not be empty")
+    sizes = [_cuda_tile(t) for t in grid]
+    repeats = check_int(repeats, "repeats", minimum=1)
+    seed = check_int(seed, "seed", minimum=0)
+    for (m, n, k) in shapes:
+        if max(m, n, k) >= 2**31:
+            raise ValueError(f"dimensions must be below 2^31 on the GPU, got {(m, n, k)}")
+    records = []
+    for (m, n, k) in shapes:
+        for tile in sizes:
+            ms = _g.cuda_time(m, n, k, dt.name, tile, 2, repeats, seed)
+            sec = float(np.median(ms)) / 1e3
+            records.append({"m": m, "n": n, "k": k, "dtype": dt.name, "device": "cuda", "tile": tile,
+                            "seconds": sec, "gflops": 2.0 * m * n * k / sec / 1e9, "default": tile == 16})
+    return TileSweep(records, _g.cuda_device_name())
 
 
 _L1, _L2, _L3 = 32 * 1024, 512 * 1024, 32 * 1024 * 1024

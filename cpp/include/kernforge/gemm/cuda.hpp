@@ -4,15 +4,27 @@
 // to and from the device. Declared here without CUDA headers so that C++ callers need no nvcc.
 #pragma once
 
+#include <string>
+#include <vector>
+
 namespace kf {
 namespace cuda {
 
-// C = alpha * A(m x k) * B(k x n) + beta * C (beta == 0 never reads C). tile in {8, 16, 32}.
-// Throws std::runtime_error on a CUDA error (no device, out of memory) and std::invalid_argument
-// on a bad tile.
+// C = alpha * A(m x k) * B(k x n) + beta * C (beta == 0 never reads C; alpha == 0 or k == 0 reads
+// neither A nor B). tile in {8, 16, 32}. Throws std::runtime_error on a CUDA error (no device, out
+// of memory) and std::invalid_argument on a bad tile.
 void gemm_tiled_f32(int m, int n, int k, float alpha, const float* A, const float* B, float beta, float* C, int tile);
 void gemm_tiled_f64(int m, int n, int k, double alpha, const double* A, const double* B, double beta, double* C,
                     int tile);
+
+// The kernel alone on device-resident random operands (uniform in [-1, 1) from `seed`): `warmup`
+// untimed launches, then `reps` launches each timed with CUDA events. Milliseconds per launch.
+// This is the paper's measurement (no host transfers), the one to set beside cuBLAS.
+std::vector<double> gemm_tiled_time_f32(int m, int n, int k, int tile, int warmup, int reps, unsigned seed);
+std::vector<double> gemm_tiled_time_f64(int m, int n, int k, int tile, int warmup, int reps, unsigned seed);
+
+// Name of the current CUDA device ("" if none).
+std::string device_name();
 
 }  // namespace cuda
 }  // namespace kf
