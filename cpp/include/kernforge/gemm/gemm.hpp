@@ -104,8 +104,8 @@ KernelInfo<T> choose_kernel(Isa isa, int mr, int nr) {
                 " (available: ", avail, ")");
 }
 
-// Default blocking for a kernel: KC*NR*s <= L1/2, MC*KC*s <= L2/2 (Zen 2/3/4 L2 is 512 KiB-1 MiB),
-// NC*KC*s within the shared L3. Figures measured with kf.gemm.tile_sweep on an AVX2 Zen machine.
+// Default blocking for a kernel: the KC x NR sliver of B~ within L1, NC*KC*s within the shared L3.
+// Figures measured against OpenBLAS on an AVX2 Zen 3 machine (the AVX-512 ones with tile_sweep).
 template <class T>
 Tiles resolve_tiles(const KernelInfo<T>& k, const Tiles& user) {
   Tiles t = user;
@@ -118,10 +118,14 @@ Tiles resolve_tiles(const KernelInfo<T>& k, const Tiles& user) {
     mc = f32 ? 144 : 192;
     nc = 4096;
   } else if (k.isa == Isa::avx2) {
-    // A/B-timed against OpenBLAS in one process on Zen 3 (32K L1d, 512K L2), n=2048, 1 thread:
-    // f32 168x384 0.93x OpenBLAS vs 120x256 0.91x; f64 72x256 0.99x vs 96x256 0.97x.
-    kc = f32 ? 384 : 256;
-    mc = f32 ? 168 : 72;
+    // A~ blocks larger than L2 (as OpenBLAS's 512x256 / 768x384 on Haswell/Zen): every A~ block
+    // streams the whole B~ panel from L3 and every depth block re-reads C from memory, and on the
+    // shared Zen 3 VM those L3/DRAM streams are what neighbours slow down. Timed interleaved with
+    // OpenBLAS in one process (medians of 9, NumPy/ours): n=2048 f64 1 thread 0.81-0.89x at 72x256
+    // vs 0.91-0.97x at 288x384; 2 threads 0.75x vs 0.93x; n=4096 f64 1 thread 0.83x vs 0.96x;
+    // n=2048 f32 2 threads 0.71x at 168x384 vs 0.96x at 240x512.
+    kc = f32 ? 512 : 384;
+    mc = f32 ? 240 : 288;
     nc = 4080;
   } else {
     kc = 256;
