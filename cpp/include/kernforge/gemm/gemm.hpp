@@ -147,6 +147,9 @@ template <class T>
 Tiles resolve_tiles(const KernelInfo<T>& k, const Tiles& user, index_t depth) {
   Tiles t = resolve_tiles(k, user);
   if (user.mc <= 0 && k.isa == Isa::avx2 && depth < t.kc) t.mc = round_up(sizeof(T) == 4 ? 120 : 96, k.mr);
+  // Even depth blocks (2048 in f64: 6 x 344 rather than 5 x 384 + 128): same number of passes over
+  // C, none of them for a short block. Depends on k only, so results stay the same for any thread count.
+  if (user.kc <= 0 && depth > t.kc) t.kc = round_up(ceil_div(depth, ceil_div(depth, t.kc)), 8);
   return t;
 }
 
