@@ -118,12 +118,11 @@ Tiles resolve_tiles(const KernelInfo<T>& k, const Tiles& user) {
     mc = f32 ? 144 : 192;
     nc = 4096;
   } else if (k.isa == Isa::avx2) {
-    // A~ blocks larger than L2 (as OpenBLAS's 512x256 / 768x384 on Haswell/Zen): every A~ block
-    // streams the whole B~ panel from L3 and every depth block re-reads C from memory, and on the
-    // shared Zen 3 VM those L3/DRAM streams are what neighbours slow down. Timed interleaved with
-    // OpenBLAS in one process (medians of 9, NumPy/ours): n=2048 f64 1 thread 0.81-0.89x at 72x256
-    // vs 0.91-0.97x at 288x384; 2 threads 0.75x vs 0.93x; n=4096 f64 1 thread 0.83x vs 0.96x;
-    // n=2048 f32 2 threads 0.71x at 168x384 vs 0.96x at 240x512.
+    // A~ blocks larger than L2 (as OpenBLAS's P x Q on Haswell/Zen): fewer passes over the B~ panel
+    // (L3) and, with the deeper KC, over C (memory). Timed interleaved with OpenBLAS (order rotated,
+    // OPENBLAS_THREAD_TIMEOUT=4 as in the suite), medians of 7 in 3 fresh processes, NumPy/ours,
+    // n=2048: f64 1 thread 0.90-0.93x at the former 72x256 vs 0.99-1.00x; f32 1 thread 0.82-0.89x
+    // at 168x384 vs 0.86-0.95x; 2 threads f64 0.82-0.95x vs 0.87-0.90x, f32 0.80-0.85x vs 0.84-0.88x.
     kc = f32 ? 512 : 384;
     mc = f32 ? 240 : 288;
     nc = 4080;
@@ -141,8 +140,8 @@ Tiles resolve_tiles(const KernelInfo<T>& k, const Tiles& user) {
 }
 
 // Default blocking for a problem of depth `depth`: with one short depth block (k < KC) the A block
-// is small and C traffic dominates; there the smaller row blocks of the previous defaults measured
-// faster (2000x64 @ 64x2000: f32 6.4 ms at MC=120 vs 8.6 ms at 168; f64 12.0 vs 14.4 ms at 96 vs 72).
+// is small and C traffic dominates; there smaller row blocks measured faster (2000x64 @ 64x2000:
+// f32 6.4 ms at MC=120 vs 8.6 ms at 168; f64 12.0 vs 14.4 ms at 96 vs 72).
 template <class T>
 Tiles resolve_tiles(const KernelInfo<T>& k, const Tiles& user, index_t depth) {
   Tiles t = resolve_tiles(k, user);
