@@ -230,7 +230,8 @@ def test_overlap_of_disjoint_halves_is_fine(rng):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_threads_bitwise_identical(isa, dtype, rng):
-    for (m, n, k) in [(300, 200, 300), (7, 500, 33), (1000, 16, 64)]:
+    # (130, 70, 1100): several default depth blocks (evened out over k), C accumulated across them.
+    for (m, n, k) in [(300, 200, 300), (7, 500, 33), (1000, 16, 64), (130, 70, 1100)]:
         A = rng.standard_normal((m, k)).astype(dtype)
         B = rng.standard_normal((k, n)).astype(dtype)
         with kf.threads(1):

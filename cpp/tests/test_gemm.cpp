@@ -241,4 +241,25 @@ TEST(Gemm, KernelRegistry) {
   EXPECT_EQ(t.nc % t.nr, 0);
 }
 
+// Default depth blocks are evened out over k (no short last block), never grow past KC, keep the
+// block count, and leave a user's KC alone.
+TEST(Gemm, DepthBlocksEvenedOverK) {
+  for (Isa isa : runnable_isas()) {
+    const auto K = kf::gemm::choose_kernel<double>(isa, 0, 0);
+    const auto base = kf::gemm::resolve_tiles<double>(K, {});
+    for (index_t k : {index_t(1), base.kc - 1, base.kc, base.kc + 1, 2 * base.kc + 7, index_t(2048), index_t(4096)}) {
+      const auto t = kf::gemm::resolve_tiles<double>(K, {}, k);
+      EXPECT_LE(t.kc, base.kc);
+      EXPECT_EQ(kf::gemm::ceil_div(k, t.kc), kf::gemm::ceil_div(k, base.kc)) << "k=" << k;
+      if (k > base.kc) {
+        const index_t last = k - (kf::gemm::ceil_div(k, t.kc) - 1) * t.kc;
+        EXPECT_GE(last + 8 * kf::gemm::ceil_div(k, t.kc), t.kc) << "short last block, k=" << k;
+      }
+    }
+    kf::gemm::Tiles user;
+    user.kc = 100;
+    EXPECT_EQ((kf::gemm::resolve_tiles<double>(K, user, 1000).kc), 100);
+  }
+}
+
 }  // namespace

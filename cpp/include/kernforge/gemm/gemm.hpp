@@ -104,8 +104,8 @@ KernelInfo<T> choose_kernel(Isa isa, int mr, int nr) {
                 " (available: ", avail, ")");
 }
 
-// Default blocking for a kernel: KC*NR*s <= L1/2, MC*KC*s <= L2/2 (Zen 2/3/4 L2 is 512 KiB-1 MiB),
-// NC*KC*s within the shared L3. Figures measured with kf.gemm.tile_sweep on an AVX2 Zen machine.
+// Default blocking for a kernel: the KC x NR sliver of B~ within L1, NC*KC*s within the shared L3.
+// Figures measured against OpenBLAS on an AVX2 Zen 3 machine (the AVX-512 ones with tile_sweep).
 template <class T>
 Tiles resolve_tiles(const KernelInfo<T>& k, const Tiles& user) {
   Tiles t = user;
@@ -118,10 +118,13 @@ Tiles resolve_tiles(const KernelInfo<T>& k, const Tiles& user) {
     mc = f32 ? 144 : 192;
     nc = 4096;
   } else if (k.isa == Isa::avx2) {
-    // A/B-timed against OpenBLAS in one process on Zen 3 (32K L1d, 512K L2), n=2048, 1 thread:
-    // f32 168x384 0.93x OpenBLAS vs 120x256 0.91x; f64 72x256 0.99x vs 96x256 0.97x.
-    kc = f32 ? 384 : 256;
-    mc = f32 ? 168 : 72;
+    // A~ blocks larger than L2 (as OpenBLAS's P x Q on Haswell/Zen): fewer passes over the B~ panel
+    // (L3) and, with the deeper KC, over C (memory). Timed interleaved with OpenBLAS (order rotated,
+    // OPENBLAS_THREAD_TIMEOUT=4 as in the suite), medians of 7 in 3 fresh processes, NumPy/ours,
+    // n=2048: f64 1 thread 0.90-0.93x at the former 72x256 vs 0.99-1.00x; f32 1 thread 0.82-0.89x
+    // at 168x384 vs 0.86-0.95x; 2 threads f64 0.82-0.95x vs 0.87-0.90x, f32 0.80-0.85x vs 0.84-0.88x.
+    kc = f32 ? 512 : 384;
+    mc = f32 ? 240 : 288;
     nc = 4080;
   } else {
     kc = 256;
@@ -137,12 +140,15 @@ Tiles resolve_tiles(const KernelInfo<T>& k, const Tiles& user) {
 }
 
 // Default blocking for a problem of depth `depth`: with one short depth block (k < KC) the A block
-// is small and C traffic dominates; there the smaller row blocks of the previous defaults measured
-// faster (2000x64 @ 64x2000: f32 6.4 ms at MC=120 vs 8.6 ms at 168; f64 12.0 vs 14.4 ms at 96 vs 72).
+// is small and C traffic dominates; there smaller row blocks measured faster (2000x64 @ 64x2000:
+// f32 6.4 ms at MC=120 vs 8.6 ms at 168; f64 12.0 vs 14.4 ms at 96 vs 72).
 template <class T>
 Tiles resolve_tiles(const KernelInfo<T>& k, const Tiles& user, index_t depth) {
   Tiles t = resolve_tiles(k, user);
   if (user.mc <= 0 && k.isa == Isa::avx2 && depth < t.kc) t.mc = round_up(sizeof(T) == 4 ? 120 : 96, k.mr);
+  // Even depth blocks (2048 in f64: 6 x 344 rather than 5 x 384 + 128): same number of passes over
+  // C, none of them for a short block. Depends on k only, so results stay the same for any thread count.
+  if (user.kc <= 0 && depth > t.kc) t.kc = round_up(ceil_div(depth, ceil_div(depth, t.kc)), 8);
   return t;
 }
 
