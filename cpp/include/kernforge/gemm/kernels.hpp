@@ -184,8 +184,6 @@ __attribute__((target("avx512f,avx512dq,avx512vl,avx2,fma"))) void ukr_avx512(
 }
 #undef KF_UKR_BODY
 
-template <class T>
-__attribute__((target("avx2,fma"), noinline)) double fma_peak_avx2(long iters);
 #endif  // KF_GEMM_X86
 
 template <class T>
@@ -204,28 +202,39 @@ struct Simd<double> {
 #endif
 
 #ifdef KF_GEMM_X86
+// One body for both widths (the SIMD helpers inline only into a function of the same target).
+#define KF_FMA_PEAK_BODY                                                         \
+  using V = typename S::V;                                                       \
+  V acc[12];                                                                     \
+  for (int i = 0; i < 12; ++i) acc[i] = S::set1(T(0.5) + T(i) * T(1e-3));        \
+  const V x = S::set1(T(0.999999)), y = S::set1(T(1e-7));                        \
+  const auto t0 = std::chrono::steady_clock::now();                              \
+  for (long it = 0; it < iters; ++it) {                                          \
+    _Pragma("GCC unroll 12") for (int i = 0; i < 12; ++i) acc[i] = S::fmadd(acc[i], x, y); \
+  }                                                                              \
+  const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); \
+  alignas(64) T sink[64];                                                        \
+  V s = acc[0];                                                                  \
+  for (int i = 1; i < 12; ++i) s = S::add(s, acc[i]);                            \
+  S::storeu(sink, s);                                                            \
+  volatile T keep = sink[0];                                                     \
+  (void)keep;                                                                    \
+  return 2.0 * 12 * S::W * double(iters) / sec / 1e9;
+
 template <class T>
 __attribute__((target("avx2,fma"), noinline)) double fma_peak_avx2(long iters) {
   using S = typename Simd<T>::Avx2;
-  using V = typename S::V;
-  V acc[12];
-  for (int i = 0; i < 12; ++i) acc[i] = S::set1(T(0.5) + T(i) * T(1e-3));
-  const V x = S::set1(T(0.999999)), y = S::set1(T(1e-7));
-  const auto t0 = std::chrono::steady_clock::now();
-  for (long it = 0; it < iters; ++it) {
-#pragma GCC unroll 12
-    for (int i = 0; i < 12; ++i) acc[i] = S::fmadd(acc[i], x, y);
-  }
-  const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  alignas(64) T sink[64];
-  V s = acc[0];
-  for (int i = 1; i < 12; ++i) s = S::add(s, acc[i]);
-  S::storeu(sink, s);
-  volatile T keep = sink[0];
-  (void)keep;
-  return 2.0 * 12 * S::W * double(iters) / sec / 1e9;
+  KF_FMA_PEAK_BODY
 }
-#endif
+
+template <class T>
+__attribute__((target("avx512f,avx512dq,avx512vl,avx2,fma"), noinline)) double fma_peak_avx512(long iters) {
+  using S = typename Simd<T>::Avx512;
+  KF_FMA_PEAK_BODY
+}
+#undef KF_FMA_PEAK_BODY
+
+#endif  // KF_GEMM_X86
 
 // Every compiled kernel, best first within each ISA. The first one of the active ISA is the default.
 template <class T>
@@ -283,6 +292,7 @@ namespace gemm {
 template <class T>
 double fma_peak_gflops(long iters) {
 #ifdef KF_GEMM_X86
+  if (active_isa() == Isa::avx512) return fma_peak_avx512<T>(iters);
   if (active_isa() != Isa::generic) return fma_peak_avx2<T>(iters);
 #endif
   (void)iters;
