@@ -137,7 +137,7 @@ void eigen_matmul_t(py::array A, py::array B, py::array C, int nthreads) {
 
 #ifdef KF_HAVE_CUDA
 template <class T>
-void cuda_matmul_t(py::array A, py::array B, py::array C, double alpha, double beta, int tile) {
+void cuda_matmul_t(py::array A, py::array B, py::array C, double alpha, double beta, int tile, int micro) {
   KF_REQUIRE(A.ndim() == 2 && B.ndim() == 2 && C.ndim() == 2, "A, B, out must be 2-D");
   const auto m = A.shape(0), k = A.shape(1), n = B.shape(1);
   KF_REQUIRE(B.shape(0) == k && C.shape(0) == m && C.shape(1) == n, "incompatible shapes");
@@ -147,9 +147,9 @@ void cuda_matmul_t(py::array A, py::array B, py::array C, double alpha, double b
   T* c = kf::contiguous_ptr<T>(C, "out", m * n, true);
   py::gil_scoped_release release;
   if constexpr (sizeof(T) == 4)
-    kf::cuda::gemm_tiled_f32(int(m), int(n), int(k), float(alpha), a, b, float(beta), c, tile);
+    kf::cuda::gemm_tiled_f32(int(m), int(n), int(k), float(alpha), a, b, float(beta), c, tile, micro);
   else
-    kf::cuda::gemm_tiled_f64(int(m), int(n), int(k), alpha, a, b, beta, c, tile);
+    kf::cuda::gemm_tiled_f64(int(m), int(n), int(k), alpha, a, b, beta, c, tile, micro);
 }
 #endif
 
@@ -173,15 +173,17 @@ void bind_gemm(py::module_& m) {
   }, py::arg("dtype"), py::arg("iters") = 20000000L);
 #ifdef KF_HAVE_CUDA
   g.def("cuda_matmul_f32", &cuda_matmul_t<float>, py::arg("A"), py::arg("B"), py::arg("out").noconvert(),
-        py::arg("alpha"), py::arg("beta"), py::arg("tile"));
+        py::arg("alpha"), py::arg("beta"), py::arg("tile"), py::arg("micro"));
   g.def("cuda_matmul_f64", &cuda_matmul_t<double>, py::arg("A"), py::arg("B"), py::arg("out").noconvert(),
-        py::arg("alpha"), py::arg("beta"), py::arg("tile"));
-  g.def("cuda_time", [](int m, int n, int k, const std::string& dtype, int tile, int warmup, int reps, unsigned seed) {
+        py::arg("alpha"), py::arg("beta"), py::arg("tile"), py::arg("micro"));
+  g.def("cuda_time", [](int m, int n, int k, const std::string& dtype, int tile, int micro, int warmup, int reps,
+                        unsigned seed) {
     py::gil_scoped_release release;
-    return dtype == "float32" ? kf::cuda::gemm_tiled_time_f32(m, n, k, tile, warmup, reps, seed)
-                              : kf::cuda::gemm_tiled_time_f64(m, n, k, tile, warmup, reps, seed);
-  }, py::arg("m"), py::arg("n"), py::arg("k"), py::arg("dtype"), py::arg("tile"), py::arg("warmup"), py::arg("reps"),
-        py::arg("seed"));
+    return dtype == "float32" ? kf::cuda::gemm_tiled_time_f32(m, n, k, tile, micro, warmup, reps, seed)
+                              : kf::cuda::gemm_tiled_time_f64(m, n, k, tile, micro, warmup, reps, seed);
+  }, py::arg("m"), py::arg("n"), py::arg("k"), py::arg("dtype"), py::arg("tile"), py::arg("micro"), py::arg("warmup"),
+        py::arg("reps"), py::arg("seed"));
+  g.def("cuda_fits", &kf::cuda::gemm_tiled_fits, py::arg("f32"), py::arg("tile"), py::arg("micro"));
   g.def("cuda_device_name", &kf::cuda::device_name);
 #endif
   g.def("kernels_f32", &kernels_t<float>, py::arg("isa") = "");

@@ -10,6 +10,8 @@ import kernforge as kf
 
 needs_gpu = pytest.mark.skipif(not kf.gemm.cuda_available(), reason="needs a KF_CUDA=ON build and a visible GPU")
 DTYPES = [np.float32, np.float64]
+# (tile, micro) pairs whose shared-memory tiles fit both dtypes (float64 drops 32x4); micro=1 is the paper's kernel.
+PAIRS = [(8, 1), (8, 2), (8, 4), (8, 8), (16, 1), (16, 2), (16, 4), (16, 8), (32, 1), (32, 2)]
 
 
 def ref(A, B, alpha=1.0, beta=0.0, C=None):
@@ -40,30 +42,32 @@ def test_cuda_refused_clearly_without_gpu():
 
 
 @needs_gpu
-@pytest.mark.parametrize("tile", [8, 16, 32])
+@pytest.mark.parametrize("tile,micro", PAIRS)
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_odd_shapes_alpha_beta(tile, dtype, rng):
+def test_odd_shapes_alpha_beta(tile, micro, dtype, rng):
     for m, n, k in [(1, 1, 1), (7, 7, 7), (63, 65, 17), (65, 63, 257), (257, 3, 65), (2, 257, 63),
                     (33, 1, 300), (1, 300, 2)]:
         A = rng.standard_normal((m, k)).astype(dtype)
         B = rng.standard_normal((k, n)).astype(dtype)
         C0 = rng.standard_normal((m, n)).astype(dtype)
-        out = kf.gemm.matmul(A, B, device="cuda", tiles={"tile": tile})
+        out = kf.gemm.matmul(A, B, device="cuda", tiles={"tile": tile, "micro": micro})
         assert out.dtype == dtype and out.shape == (m, n)
         assert_close(out, ref(A, B), dtype, A, B)
         C = C0.copy()
-        assert kf.gemm.matmul(A, B, out=C, alpha=-1.5, beta=0.25, device="cuda", tiles={"tile": tile}) is C
+        assert kf.gemm.matmul(A, B, out=C, alpha=-1.5, beta=0.25, device="cuda",
+                              tiles={"tile": tile, "micro": micro}) is C
         assert_close(C, ref(A, B, -1.5, 0.25, C0), dtype, A, B, -1.5, 0.25, C0)
 
 
 @needs_gpu
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_tiles_give_identical_bits(dtype, rng):
-    # Every tile sums k in the same order (tile by tile, then within the tile), so the bits agree.
-    A = rng.standard_normal((100, 77)).astype(dtype)
-    B = rng.standard_normal((77, 90)).astype(dtype)
-    outs = [kf.gemm.matmul(A, B, device="cuda", tiles={"tile": t}) for t in (8, 16, 32)]
-    assert np.array_equal(outs[0], outs[1]) and np.array_equal(outs[0], outs[2])
+    # Every configuration sums k in order with one FMA per term, so the bits agree.
+    A = rng.standard_normal((200, 77)).astype(dtype)
+    B = rng.standard_normal((77, 190)).astype(dtype)
+    outs = [kf.gemm.matmul(A, B, device="cuda", tiles={"tile": t, "micro": u}) for t, u in PAIRS]
+    for o in outs[1:]:
+        assert np.array_equal(outs[0], o)
 
 
 @needs_gpu
@@ -116,8 +120,11 @@ def test_more_rows_than_one_launch_covers(rng):
     m = 65535 * 8 + 1000
     A = rng.standard_normal((m, 3)).astype(np.float32)
     B = rng.standard_normal((3, 2)).astype(np.float32)
-    out = kf.gemm.matmul(A, B, device="cuda", tiles={"tile": 8})
+    out = kf.gemm.matmul(A, B, device="cuda", tiles={"tile": 8, "micro": 1})
     assert_close(out, ref(A, B), np.float32, A, B)
+    # At micro 2 one launch covers every row: the same bits as the two bands at micro 1.
+    out2 = kf.gemm.matmul(A, B, device="cuda", tiles={"tile": 8, "micro": 2})
+    assert np.array_equal(out, out2)
 
 
 @needs_gpu
@@ -127,6 +134,14 @@ def test_bad_input_on_device(rng):
         kf.gemm.matmul(A, A, device="cuda", tiles={"tile": 12})
     with pytest.raises(ValueError, match="only 'tile'"):
         kf.gemm.matmul(A, A, device="cuda", tiles={"mc": 64})
+    with pytest.raises(ValueError, match="micro"):
+        kf.gemm.matmul(A, A, device="cuda", tiles={"tile": 16, "micro": 3})
+    with pytest.raises(ValueError, match="does not fit.*16x8"):
+        kf.gemm.matmul(A, A, device="cuda", tiles={"tile": 32, "micro": 4})   # float64: 66 KiB of tiles
+    kf.gemm.matmul(A.astype(np.float32), A.astype(np.float32), device="cuda", tiles={"tile": 32, "micro": 4})
+    # A tile alone takes the largest micro <= 4 that fits: 2 for float64 at tile 32.
+    sw = kf.gemm.tile_sweep([(40, 40, 40)], tiles=[{"tile": 32}], dtype=np.float64, repeats=1, device="cuda")
+    assert (sw.records[0]["tile"], sw.records[0]["micro"]) == (32, 2)
     with pytest.raises(ValueError, match="incompatible"):
         kf.gemm.matmul(A, np.ones((7, 3)), device="cuda")
     with pytest.raises(ValueError, match="overlap"):
@@ -139,12 +154,16 @@ def test_bad_input_on_device(rng):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_cuda_tile_sweep(dtype):
     sw = kf.gemm.tile_sweep([(96, 80, 64), (64, 64, 200)], dtype=dtype, repeats=3, device="cuda")
-    assert len(sw.records) == 6 and sw.cpu
+    pairs = PAIRS + ([(32, 4)] if dtype == np.float32 else [])
+    assert sorted((r["tile"], r["micro"]) for r in sw.records if r["m"] == 96) == sorted(pairs) and sw.cpu
+    assert sum(r["default"] for r in sw.records) == 2                       # 16x4, once per shape
     for r in sw.records:
-        assert r["device"] == "cuda" and r["tile"] in (8, 16, 32) and r["dtype"] == np.dtype(dtype).name
+        assert r["device"] == "cuda" and r["dtype"] == np.dtype(dtype).name
         assert r["seconds"] > 0 and np.isclose(r["gflops"], 2 * r["m"] * r["n"] * r["k"] / r["seconds"] / 1e9)
     assert sw.best(96, 80, 64)["tile"] in (8, 16, 32)
     assert sw.speedup_range(96, 80, 64) >= 1.0
-    assert sw.table().split()[:7] == ["m", "n", "k", "dtype", "device", "tile", "gflops"]
+    assert sw.table().split()[:8] == ["m", "n", "k", "dtype", "device", "tile", "micro", "gflops"]
+    sw1 = kf.gemm.tile_sweep([(64, 64, 64)], tiles=[{"tile": 8, "micro": 1}, {"tile": 16}], dtype=dtype, device="cuda")
+    assert [(r["tile"], r["micro"], r["default"]) for r in sw1.records] == [(8, 1, False), (16, 4, True)]
     with pytest.raises(ValueError, match="tile"):
         kf.gemm.tile_sweep([(8, 8, 8)], tiles=[{"tile": 4}], device="cuda")

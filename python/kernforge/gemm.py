@@ -171,9 +171,12 @@ def matmul(A, B, out=None, alpha=1.0, beta=0.0, trans_a=False, trans_b=False, ti
         :func:`autotune` cached for this shape, dtype, thread count and CPU (the defaults if none;
         no timing happens here).
     device : {"cpu", "cuda"}
-        ``"cuda"`` runs the shared-memory tiled kernel of [3]_ (``tiles={"tile": 8 | 16 | 32}``,
-        default 16) on the GPU; it needs a build with ``KF_CUDA=ON`` and a visible GPU
-        (:func:`cuda_available`), otherwise ValueError.
+        ``"cuda"`` runs the shared-memory tiled kernel of [3]_ on the GPU, from and to host arrays:
+        ``tiles={"tile": t, "micro": u}``, thread blocks of t x t (8, 16, 32), each thread
+        computing u x u outputs (1, 2, 4, 8; ``micro=1`` is the paper's one output per thread).
+        Default 16 and 4 (a tile alone takes micro 4, or the largest that fits it: 2 for float64
+        tile 32). Every pair gives the same bits (k is summed in order). Needs a build with
+        ``KF_CUDA=ON`` and a visible GPU (:func:`cuda_available`), otherwise ValueError.
 
     Returns
     -------
@@ -270,10 +273,10 @@ def cuda_available():
 
 def _cuda_matmul(A, B, out, alpha, beta, trans_a, trans_b, tiles):
     _require_cuda()
-    tile = _cuda_tile(tiles)
     alpha = check_real(alpha, "alpha")
     beta = check_real(beta, "beta")
     dt = _compute_dtype(A=A, B=B)
+    tile, micro = _cuda_tile(tiles, dt)
     A = _as_operand(A, "A", dt, ndim=2)
     B = _as_operand(B, "B", dt, ndim=2)
     if trans_a:
@@ -296,7 +299,7 @@ def _cuda_matmul(A, B, out, alpha, beta, trans_a, trans_b, tiles):
     A = np.ascontiguousarray(A)
     B = np.ascontiguousarray(B)
     C = out if out.flags.c_contiguous else np.ascontiguousarray(out)
-    (_g.cuda_matmul_f32 if dt == np.float32 else _g.cuda_matmul_f64)(A, B, C, alpha, beta, tile)
+    (_g.cuda_matmul_f32 if dt == np.float32 else _g.cuda_matmul_f64)(A, B, C, alpha, beta, tile, micro)
     if C is not out:
         out[...] = C
     return out
@@ -699,7 +702,7 @@ class TileSweep(Result):
     records : list of dict
         One per (shape, configuration): ``m, n, k, dtype, threads, isa, mr, nr, mc, kc, nc,
         seconds, gflops, default``; for a ``device="cuda"`` sweep ``m, n, k, dtype, device, tile,
-        seconds, gflops, default``.
+        micro, seconds, gflops, default``.
     cpu : str
         The CPU model the sweep ran on (the GPU's name for a ``device="cuda"`` sweep).
     """
@@ -717,7 +720,7 @@ class TileSweep(Result):
     def table(self):
         """The records as aligned text, one line per (shape, configuration), fastest first per shape."""
         if self.records and all("tile" in r for r in self.records):
-            cols = ("m", "n", "k", "dtype", "device", "tile", "gflops")
+            cols = ("m", "n", "k", "dtype", "device", "tile", "micro", "gflops")
         else:
             cols = ("m", "n", "k", "dtype", "threads", "mr", "nr", "mc", "kc", "nc", "pack_a", "gflops")
         rows = sorted(self.records, key=lambda r: (r["m"], r["n"], r["k"], -r["gflops"]))
@@ -802,8 +805,9 @@ def tile_sweep(shapes, tiles=None, dtype=np.float64, threads=None, repeats=3, se
     tiles : sequence of dict, optional
         Configurations (keys as in :func:`matmul`'s ``tiles``). Default: every compiled kernel of
         the active SIMD level x MC in {48, 96, 144, 240} x KC in {128, 256, 384, 512}, plus
-        packed/unpacked A at the default blocking. With ``device="cuda"``: ``{"tile": t}`` for the
-        shared-memory tile t in 8, 16, 32 (the default sweeps all three).
+        packed/unpacked A at the default blocking. With ``device="cuda"``: ``{"tile": t, "micro": u}``
+        (see :func:`matmul`); the default sweeps every pair that fits, ``micro=1`` being the
+        paper's kernel.
     dtype : {numpy.float32, numpy.float64}
     threads : int, optional
         Thread count for the sweep (default: the current setting).
@@ -880,19 +884,34 @@ def tile_sweep(shapes, tiles=None, dtype=np.float64, threads=None, repeats=3, se
     return TileSweep(records, _cpu_model())
 
 
-def _cuda_tile(tiles):
-    """The shared-memory tile of a ``device="cuda"`` tiles dict (default 16)."""
+_CUDA_DEFAULT = {"tile": 16, "micro": 4}
+
+
+def _cuda_tile(tiles, dt):
+    """(tile, micro) of a ``device="cuda"`` tiles dict; missing keys take the defaults."""
     if not tiles:
-        return 16
+        return _CUDA_DEFAULT["tile"], _CUDA_DEFAULT["micro"]
     if not isinstance(tiles, dict):
-        raise ValueError(f"tiles must be a dict like {{'tile': 16}}, got {type(tiles).__name__}")
-    extra = set(tiles) - {"tile"}
+        raise ValueError(f"tiles must be a dict like {{'tile': 16, 'micro': 4}}, got {type(tiles).__name__}")
+    extra = set(tiles) - {"tile", "micro"}
     if extra:
-        raise ValueError(f"on device='cuda', tiles takes only 'tile' (8, 16 or 32), got keys {sorted(extra)}")
-    tile = check_int(tiles["tile"], "tiles['tile']")
+        raise ValueError(f"on device='cuda', tiles takes only 'tile' (8, 16 or 32) and 'micro' (1, 2, 4 or 8), "
+                         f"got keys {sorted(extra)}")
+    tile = check_int(tiles.get("tile", _CUDA_DEFAULT["tile"]), "tiles['tile']")
     if tile not in (8, 16, 32):
         raise ValueError(f"tiles['tile'] must be 8, 16 or 32, got {tile}")
-    return tile
+    if "micro" in tiles:
+        micro = check_int(tiles["micro"], "tiles['micro']")
+    else:
+        # The default, or the largest below it that fits this tile (float64 32 x 4 does not).
+        micro = next(u for u in (4, 2, 1) if _g.cuda_fits(dt == np.float32, tile, u))
+    if micro not in (1, 2, 4, 8):
+        raise ValueError(f"tiles['micro'] must be 1, 2, 4 or 8, got {micro}")
+    if not _g.cuda_fits(dt == np.float32, tile, micro):
+        ok = [f"{t}x{u}" for t in (8, 16, 32) for u in (1, 2, 4, 8) if _g.cuda_fits(dt == np.float32, t, u)]
+        raise ValueError(f"tiles tile={tile}, micro={micro} does not fit one block's 48 KiB of shared memory "
+                         f"(or a block tile of 128) for {dt.name}; pairs that fit: {', '.join(ok)}")
+    return tile, micro
 
 
 def _require_cuda():
@@ -904,10 +923,12 @@ def _require_cuda():
 
 def _cuda_tile_sweep(shapes, tiles, dt, repeats, seed):
     _require_cuda()
-    grid = [{"tile": t} for t in (8, 16, 32)] if tiles is None else list(tiles)
+    if tiles is None:
+        grid = [(t, u) for t in (8, 16, 32) for u in (1, 2, 4, 8) if _g.cuda_fits(dt == np.float32, t, u)]
+    else:
+        grid = [_cuda_tile(t, dt) for t in tiles]
     if not grid:
         raise ValueError("tiles must not be empty")
-    sizes = [_cuda_tile(t) for t in grid]
     repeats = check_int(repeats, "repeats", minimum=1)
     seed = check_int(seed, "seed", minimum=0)
     for (m, n, k) in shapes:
@@ -915,11 +936,12 @@ def _cuda_tile_sweep(shapes, tiles, dt, repeats, seed):
             raise ValueError(f"dimensions must be below 2^31 on the GPU, got {(m, n, k)}")
     records = []
     for (m, n, k) in shapes:
-        for tile in sizes:
-            ms = _g.cuda_time(m, n, k, dt.name, tile, 2, repeats, seed)
+        for tile, micro in grid:
+            ms = _g.cuda_time(m, n, k, dt.name, tile, micro, 2, repeats, seed)
             sec = float(np.median(ms)) / 1e3
-            records.append({"m": m, "n": n, "k": k, "dtype": dt.name, "device": "cuda", "tile": tile,
-                            "seconds": sec, "gflops": 2.0 * m * n * k / sec / 1e9, "default": tile == 16})
+            records.append({"m": m, "n": n, "k": k, "dtype": dt.name, "device": "cuda", "tile": tile, "micro": micro,
+                            "seconds": sec, "gflops": 2.0 * m * n * k / sec / 1e9,
+                            "default": (tile, micro) == (_CUDA_DEFAULT["tile"], _CUDA_DEFAULT["micro"])})
     return TileSweep(records, _g.cuda_device_name())
 
 
