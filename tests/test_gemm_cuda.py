@@ -32,9 +32,8 @@ def assert_close(out, R, dtype, A, B, alpha=1.0, beta=0.0, C=None):
     assert np.all(err <= 2 * (k + 2) * eps * bound + 4 * np.finfo(dtype).tiny), float(np.max(err))
 
 
+@pytest.mark.skipif(kf.gemm.cuda_available(), reason="a GPU is visible: the refusal path cannot be reached here")
 def test_cuda_refused_clearly_without_gpu():
-    if kf.gemm.cuda_available():
-        pytest.skip("a GPU is visible: the refusal path cannot be reached here")
     with pytest.raises(ValueError, match="CUDA|GPU"):
         kf.gemm.tile_sweep([(8, 8, 8)], device="cuda")
     with pytest.raises(ValueError, match="device"):

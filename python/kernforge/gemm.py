@@ -287,8 +287,7 @@ def _cuda_matmul(A, B, out, alpha, beta, trans_a, trans_b, tiles):
         raise ValueError(f"A and B have incompatible shapes {A.shape} and {B.shape} "
                          f"(after trans_a={bool(trans_a)}, trans_b={bool(trans_b)})")
     m, n = A.shape[0], B.shape[1]
-    if max(m, n, A.shape[1]) >= 2**31:
-        raise ValueError(f"dimensions must be below 2^31 on the GPU, got {(m, n, A.shape[1])}")
+    _check_gpu_dims(m, n, A.shape[1])
     if out is None:
         if beta != 0.0:
             raise ValueError("beta != 0 needs out (the matrix to scale and accumulate into)")
@@ -904,14 +903,24 @@ def _cuda_tile(tiles, dt):
         micro = check_int(tiles["micro"], "tiles['micro']")
     else:
         # The default, or the largest below it that fits this tile (float64 32 x 4 does not).
-        micro = next(u for u in (4, 2, 1) if _g.cuda_fits(dt == np.float32, tile, u))
+        micro = next(u for u in (4, 2, 1) if (tile, u) in _cuda_pairs(dt))
     if micro not in (1, 2, 4, 8):
         raise ValueError(f"tiles['micro'] must be 1, 2, 4 or 8, got {micro}")
-    if not _g.cuda_fits(dt == np.float32, tile, micro):
-        ok = [f"{t}x{u}" for t in (8, 16, 32) for u in (1, 2, 4, 8) if _g.cuda_fits(dt == np.float32, t, u)]
+    if (tile, micro) not in _cuda_pairs(dt):
+        ok = [f"{t}x{u}" for t, u in _cuda_pairs(dt)]
         raise ValueError(f"tiles tile={tile}, micro={micro} does not fit one block's 48 KiB of shared memory "
                          f"(or a block tile of 128) for {dt.name}; pairs that fit: {', '.join(ok)}")
     return tile, micro
+
+
+def _cuda_pairs(dt):
+    """Every (tile, micro) whose shared-memory tiles fit one block for dtype ``dt``."""
+    return [(t, u) for t in (8, 16, 32) for u in (1, 2, 4, 8) if _g.cuda_fits(dt == np.float32, t, u)]
+
+
+def _check_gpu_dims(m, n, k):
+    if max(m, n, k) >= 2**31:
+        raise ValueError(f"dimensions must be below 2^31 on the GPU, got {(m, n, k)}")
 
 
 def _require_cuda():
@@ -924,16 +933,15 @@ def _require_cuda():
 def _cuda_tile_sweep(shapes, tiles, dt, repeats, seed):
     _require_cuda()
     if tiles is None:
-        grid = [(t, u) for t in (8, 16, 32) for u in (1, 2, 4, 8) if _g.cuda_fits(dt == np.float32, t, u)]
+        grid = _cuda_pairs(dt)
     else:
         grid = [_cuda_tile(t, dt) for t in tiles]
     if not grid:
         raise ValueError("tiles must not be empty")
     repeats = check_int(repeats, "repeats", minimum=1)
     seed = check_int(seed, "seed", minimum=0)
-    for (m, n, k) in shapes:
-        if max(m, n, k) >= 2**31:
-            raise ValueError(f"dimensions must be below 2^31 on the GPU, got {(m, n, k)}")
+    for shape in shapes:
+        _check_gpu_dims(*shape)
     records = []
     for (m, n, k) in shapes:
         for tile, micro in grid:

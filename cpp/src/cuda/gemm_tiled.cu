@@ -98,8 +98,8 @@ struct Event {
 
 // Static shared memory is capped at 48 KiB per block: 2 * TILE * (TILE*MICRO + 1) elements.
 template <class T>
-bool config_fits(int tile, int micro) {
-  return tile * micro <= 128 && 2.0 * tile * (tile * micro + 1) * sizeof(T) <= 48 * 1024;
+constexpr bool config_fits(int tile, int micro) {
+  return tile * micro <= 128 && 2 * tile * (tile * micro + 1) * static_cast<int>(sizeof(T)) <= 48 * 1024;
 }
 
 template <class T>
@@ -127,7 +127,8 @@ void launch_one(int m, int n, int k, T alpha, const T* A, const T* B, T beta, T*
   for (int r0 = 0; r0 < m; r0 += band) {
     const int mb = std::min(band, m - r0);
     const dim3 block(TILE, TILE), grid((n + BM - 1) / BM, (mb + BM - 1) / BM);
-    if constexpr (2 * TILE * (BM + 1) * sizeof(T) <= 48 * 1024 && BM <= 128)
+    // Pairs that do not fit are never instantiated (check_config refuses them before a launch).
+    if constexpr (config_fits<T>(TILE, MICRO))
       gemm_tiled_kernel<T, TILE, MICRO><<<grid, block>>>(mb, n, k, alpha, A + static_cast<long long>(r0) * k, B,
                                                           beta, C + static_cast<long long>(r0) * n);
     check(cudaGetLastError(), "kernel launch");
